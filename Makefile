@@ -1,0 +1,53 @@
+SHELL := /bin/bash
+# danceba: two commands on a fresh clone.
+#   make run   - set up, then `dvc repro` the whole chain on the embedded mini dataset
+#   make test  - set up, then lint + the test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Offline, quiet, fast (see ../shared/ecosystem-notes.md).
+export PATH := $(BIN):$(PATH)
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test lint format bench clean
+
+setup: $(STAMP)
+
+# Idempotent: reinstalls only when the lock file or pyproject.toml changed.
+$(STAMP): requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-lock.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/dvc repro
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	mkdir -p bench/out
+	$(BIN)/python -m bench.bench_features --out bench/out/features.json
+	$(BIN)/python -m bench.bench_metrics --out bench/out/metrics.json
+	$(BIN)/python -m bench.bench_mamba_scan --out bench/out/mamba_scan.json
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

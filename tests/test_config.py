@@ -1,0 +1,76 @@
+"""The params.yaml loader: the project's file loads, and bad keys fail with the key's name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from danceba.config import ConfigError, Params, load_params, section_as_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_project_params_load() -> None:
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.source == "mini"
+    assert isinstance(params.data.mini.genres, tuple)
+
+
+def test_every_default_section_is_written_in_params_yaml() -> None:
+    """params.yaml spells out every key, so `dvc params diff` shows every change."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    defaults = section_as_dict(Params())
+    assert set(raw) == set(defaults)
+    for name, section in defaults.items():
+        assert set(raw[name]) == set(section), name
+
+
+def test_unknown_key_is_rejected_with_its_name(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"data": {"mini": {"seed": 1, "sede": 2}}})
+    with pytest.raises(ConfigError, match=r"unknown key data\.mini\.sede"):
+        load_params(path)
+
+
+def test_unknown_section_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key trian_gpt"):
+        load_params(_write(tmp_path, {"trian_gpt": {}}))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"data": {"mini": {"seed": "zero"}}}, r"data\.mini\.seed: expected int"),
+        ({"data": {"mini": {"seconds": True}}}, r"data\.mini\.seconds: expected float"),
+        ({"data": {"source": "youtube"}}, r"data\.source: expected one of \['mini', 'aistpp'\]"),
+        ({"joints": {"drop_ignored": "yes"}}, r"joints\.drop_ignored: expected true/false"),
+        ({"data": {"mini": {"genres": "gBR"}}}, r"data\.mini\.genres: expected a list"),
+        ({"phase": 3}, r"phase: expected a mapping"),
+    ],
+)
+def test_mistyped_values_are_rejected(tmp_path: Path, data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_params(_write(tmp_path, data))
+
+
+def test_ints_are_accepted_for_floats_and_missing_keys_take_defaults(tmp_path: Path) -> None:
+    params = load_params(_write(tmp_path, {"data": {"mini": {"seconds": 4}}}))
+    assert params.data.mini.seconds == 4.0 and isinstance(params.data.mini.seconds, float)
+    assert params.data.mini.seed == Params().data.mini.seed
+
+
+def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_params(bad)
