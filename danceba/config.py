@@ -17,7 +17,6 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-
 T = TypeVar("T")
 
 
@@ -66,12 +65,13 @@ class JointsConfig:
 
 @dataclass(frozen=True)
 class MusicFeaturesConfig:
-    """Bailando's 438-d music features at 60 fps (motion frames) and 7.5 fps (motion tokens)."""
+    """Music features at 60 fps (one per motion frame) and 7.5 fps (one per motion token).
+
+    ``bailando438``: Bailando's 438-d set (the GPT condition; column 53 is the beat one-hot BAS reads).
+    ``edge35``: EDGE's 35-d baseline set at the same two rates (hop 512 at 30720 / 3840 Hz).
+    """
 
     kind: Literal["bailando438", "edge35"] = "bailando438"
-    motion_fps: int = 60
-    token_fps: float = 7.5
-    hop_length: int = 512
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Schemas (column: type, unit):
     joints: fixed_size_list<float32>[72] — 24 SMPL joints × (x, y, z), metres, y-up, world frame.
 ``sequences.parquet`` (stage ``joints``), one row per sequence
     sequence, genre, situation, camera, dancer, music_id, choreography: string;
-    split: string (crossmodal_train / crossmodal_val / crossmodal_test / none); ignored: bool;
+    split: string (train / val / test from splits/crossmodal_*.txt, or none); ignored: bool;
     n_frames: int32; seconds: float32.
 ``music_features_60fps.parquet`` / ``music_features_7p5fps.parquet`` (stage ``music_features``), key ``music_id``
     music_id: string; frame: int32 (frame k at k/fps s); features: fixed_size_list<float32>[D]
@@ -46,7 +46,9 @@ def vector_column(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
-def frame_table(key_name: str, key: str, vector_name: str, vectors: np.ndarray, **extra: np.ndarray) -> pa.Table:
+def frame_table(
+    key_name: str, key: str, vector_name: str, vectors: np.ndarray, **extra: np.ndarray
+) -> pa.Table:
     """One key's rows: (key, frame, *extra, vector) with frame = 0..N-1."""
     n = len(vectors)
     columns = {
@@ -134,4 +136,4 @@ def file_metadata(path: str | Path) -> dict[str, str]:
 def _vectors(table: pa.Table, vector_name: str) -> np.ndarray:
     column = table.column(vector_name).combine_chunks()
     width = column.type.list_size
-    return column.values.to_numpy(zero_copy_only=False).reshape(-1, width).astype(np.float32, copy=False)
+    return np.array(column.values.to_numpy(zero_copy_only=False).reshape(-1, width), dtype=np.float32)

@@ -13,12 +13,17 @@ log = logging.getLogger("danceba")
 def stage_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the ``--params`` option every stage takes."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--params", default="params.yaml", help="the params.yaml to read (default: %(default)s)")
+    parser.add_argument(
+        "--params", default="params.yaml", help="the params.yaml to read (default: %(default)s)"
+    )
     return parser
 
 
-def run_stage(body: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
-              argv: Sequence[str] | None = None) -> int:
+def run_stage(
+    body: Callable[[argparse.Namespace], None],
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None = None,
+) -> int:
     """Parse arguments, run ``body``, turn expected errors into one clear line and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)

@@ -68,9 +68,9 @@ def test_ints_are_accepted_for_floats_and_missing_keys_take_defaults(tmp_path: P
 
 
 def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: file not found"):
         load_params(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("data: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_params(bad)
