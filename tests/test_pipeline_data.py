@@ -1,0 +1,145 @@
+"""The first four stages end to end on a tiny mini dataset: files, Parquet schemas, failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from danceba import tables
+from danceba.config import DataConfig, JointsConfig, MiniDatasetConfig, MusicFeaturesConfig, PhaseConfig
+from danceba.features.music import BEAT_COLUMN
+from pipelines import fetch, joints, music_features, phase
+
+TINY = MiniDatasetConfig(
+    seed=3,
+    genres=("gBR", "gHO"),
+    music_per_genre=2,
+    dancers_per_music=1,
+    choreographies_per_dancer=2,
+    seconds=5.0,
+    sample_rate=22050,
+)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    paths = {
+        "raw": root / "raw",
+        "joints": root / "joints.parquet",
+        "sequences": root / "sequences.parquet",
+        "summary": root / "dataset.json",
+        "music60": root / "music_60.parquet",
+        "music7": root / "music_7p5.parquet",
+        "phase": root / "phase.parquet",
+    }
+    fetch.fetch_dataset(DataConfig(source="mini", mini=TINY), paths["raw"])
+    summary = joints.write_joints_tables(paths["raw"], paths["joints"], paths["sequences"], JointsConfig())
+    paths["summary"].write_text(json.dumps(summary))
+    music_features.write_music_features(
+        paths["raw"], paths["sequences"], paths["music60"], paths["music7"], MusicFeaturesConfig()
+    )
+    phase.write_phase_table(paths["music7"], paths["phase"], PhaseConfig(window=8))
+    return paths
+
+
+def test_joints_table_schema_and_values(chain: dict[str, Path]) -> None:
+    schema = pq.read_schema(chain["joints"])
+    assert schema.names == ["sequence", "frame", "joints"]
+    assert schema.field("joints").type == pa.list_(pa.float32(), 72)
+    assert schema.field("frame").type == pa.int32()
+    assert tables.file_metadata(chain["joints"])["fps"] == "60"
+    keys = tables.group_keys(chain["joints"])
+    first = tables.read_group(chain["joints"], keys[0], "joints").reshape(-1, 24, 3)
+    assert first.shape[0] == round(TINY.seconds * 60)
+    # A standing SMPL body: the head (15) is above the pelvis (0), the ankles (7, 8) below it.
+    assert np.all(first[:, 15, 1] > first[:, 0, 1])
+    assert np.all(first[:, [7, 8], 1] < first[:, [0], 1])
+
+
+def test_sequence_index(chain: dict[str, Path]) -> None:
+    index = pq.read_table(chain["sequences"]).to_pandas()
+    assert list(index.columns) == [
+        "sequence",
+        "genre",
+        "situation",
+        "camera",
+        "dancer",
+        "music_id",
+        "choreography",
+        "split",
+        "ignored",
+        "n_frames",
+        "seconds",
+    ]
+    assert set(index["split"]) == {"train", "val", "test"}
+    assert not index["ignored"].any(), "drop_ignored removes the ignore list"
+    train_music = set(index.loc[index["split"] == "train", "music_id"])
+    test_music = set(index.loc[index["split"] != "train", "music_id"])
+    assert not train_music & test_music
+    summary = json.loads(chain["summary"].read_text())
+    assert summary["sequences"] == len(index) and summary["genres"] == 2
+
+
+def test_music_feature_tables(chain: dict[str, Path]) -> None:
+    index = pq.read_table(chain["sequences"]).to_pandas()
+    assert tables.group_keys(chain["music60"]) == sorted(set(index["music_id"]))
+    for path, fps in ((chain["music60"], 60.0), (chain["music7"], 7.5)):
+        assert pq.read_schema(path).field("features").type == pa.list_(pa.float32(), 438)
+        assert float(tables.file_metadata(path)["fps"]) == fps
+        features = tables.read_group(path, tables.group_keys(path)[0], "features")
+        assert abs(len(features) - TINY.seconds * fps) <= 2
+    beats = tables.read_group(chain["music60"], "mBR0", "features")[:, BEAT_COLUMN]
+    assert set(np.unique(beats)) <= {0.0, 1.0} and beats.sum() >= 3
+
+
+def test_phase_table(chain: dict[str, Path]) -> None:
+    schema = pq.read_schema(chain["phase"])
+    assert schema.names == ["music_id", "frame", "window", "row", "phase"]
+    phase_values = tables.read_group(chain["phase"], "mBR0", "phase")
+    assert phase_values.shape[1] == 257
+    assert np.all(np.abs(phase_values) <= np.pi + 1e-6)
+
+
+def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path], tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(chain["raw"], raw)
+    victim = sorted((raw / "motions").glob("*.pkl"))[1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    out = tmp_path / "joints.parquet"
+    out.write_bytes(b"previous output")
+    code = joints.main(
+        [
+            "--raw",
+            str(raw),
+            "--joints",
+            str(out),
+            "--sequences",
+            str(tmp_path / "s.parquet"),
+            "--summary",
+            str(tmp_path / "d.json"),
+            "--params",
+            str(Path(__file__).parents[1] / "params.yaml"),
+        ]
+    )
+    assert code == 1
+    assert out.read_bytes() == b"previous output"
+    assert not (tmp_path / "s.parquet").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_missing_wav_names_the_file(chain: dict[str, Path], tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(chain["raw"], raw)
+    (raw / "wavs" / "mHO0.wav").unlink()
+    with pytest.raises(ValueError, match=r"mHO0\.wav"):
+        music_features.write_music_features(
+            raw, chain["sequences"], tmp_path / "a.parquet", tmp_path / "b.parquet", MusicFeaturesConfig()
+        )
+    assert not (tmp_path / "a.parquet").exists()
