@@ -1,0 +1,82 @@
+"""Danceba's Parallel Mamba Motion Modeling (PMMM) block (official ``Block_Head``).
+
+Each branch is two pre-RMSNorm residuals over one sequence ``s``::
+
+    s = s + Mamba(RMSNorm(s))
+    s = s + GatedMLP(RMSNorm(s))
+
+* ``parallel`` (the paper): three independent branches over the music, up and down thirds of the
+  ``[music | up | down]`` sequence. The streams do not interact here (only in the attention blocks),
+  and each branch is causal in time.
+* ``single`` (the paper's "Danceba-Single" ablation): one branch over the concatenated ``3t`` sequence.
+  A Mamba scan over ``[music | up | down]`` is causal in *sequence* order, not in time: the up tokens
+  see the whole music window, and the down token at time ``i`` sees the up tokens at times ``> i``,
+  including ``up[i + 1]``, which is the up target of time ``i``. That is future information the
+  autoregressive sampler never has, a plausible cause of the ablation's poor FID_k (82.5).
+
+Names (``ln1..ln6``, ``mamba_1..3``, ``gate_mlp_1..3``) follow the release so its weights load key for key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from danceba.models.attention import RMSNorm
+
+PMMMMode = Literal["parallel", "single"]
+
+
+class GatedMLP(nn.Module):
+    """x (..., D) -> (..., D): ``fc2(y * silu(gate))`` with ``y, gate = fc1(x).chunk(2)``, no biases.
+
+    The release builds it with ``hidden_features=768`` rounded up to a multiple of 128, i.e. 768 = D at
+    the paper size; here the hidden width is ``hidden`` (default D) without rounding.
+    """
+
+    def __init__(self, n_embd: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = n_embd if hidden is None else hidden
+        self.fc1 = nn.Linear(n_embd, 2 * hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, gate = self.fc1(x).chunk(2, dim=-1)
+        return self.fc2(y * F.silu(gate))
+
+
+class PMMMBlock(nn.Module):
+    """PMMM: three parallel branches (music, up, down) or one single branch over the whole sequence.
+
+    ``make_mamba`` builds one Mamba layer mapping (B, L, D) -> (B, L, D).
+    """
+
+    def __init__(self, n_embd: int, make_mamba: Callable[[], nn.Module], mode: PMMMMode = "parallel") -> None:
+        super().__init__()
+        if mode not in ("parallel", "single"):
+            raise ValueError(f"pmmm: expected 'parallel' or 'single', got {mode!r}")
+        self.mode = mode
+        self.n_branches = 3 if mode == "parallel" else 1
+        for branch in range(1, self.n_branches + 1):  # the release's flat names, e.g. ln3, mamba_2
+            self.add_module(f"ln{2 * branch - 1}", RMSNorm(n_embd))
+            self.add_module(f"ln{2 * branch}", RMSNorm(n_embd))
+            self.add_module(f"mamba_{branch}", make_mamba())
+            self.add_module(f"gate_mlp_{branch}", GatedMLP(n_embd))
+
+    def branch(self, index: int, s: torch.Tensor) -> torch.Tensor:
+        """Run branch ``index`` (1-based) over s (B, L, D) -> (B, L, D)."""
+        norm_mamba, norm_mlp = self.get_submodule(f"ln{2 * index - 1}"), self.get_submodule(f"ln{2 * index}")
+        s = s + self.get_submodule(f"mamba_{index}")(norm_mamba(s))
+        return s + self.get_submodule(f"gate_mlp_{index}")(norm_mlp(s))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, 3t, D) -> (B, 3t, D). ``mask`` is ignored (same call as the attention blocks)."""
+        if self.mode == "single":
+            return self.branch(1, x)
+        t = x.shape[1] // 3
+        streams = x.split(t, dim=1)  # music, up, down
+        return torch.cat([self.branch(k + 1, s) for k, s in enumerate(streams)], dim=1)
