@@ -9,20 +9,20 @@ Library code receives these dataclasses (or plain arguments); it never reads ``p
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 
-T = TypeVar("T")
+from danceba.dance_generation import GenerateConfig
+from danceba.evaluation import EvaluateConfig
+from danceba.motion_tokens import TokenizeConfig
+from danceba.strict_dataclass import ConfigError, build_dataclass
+from danceba.train.gpt_training import TrainGPTConfig
+from danceba.train.vqvae_training import TrainVQVAEConfig
 
-
-class ConfigError(ValueError):
-    """A configuration file or section is malformed; the message names the key."""
-
+__all__ = ["ConfigError", "Params", "build_dataclass", "load_params", "section_as_dict"]
 
 # ----------------------------------------------------------------------------------------------
 # Sections
@@ -94,86 +94,16 @@ class Params:
     joints: JointsConfig = field(default_factory=JointsConfig)
     music_features: MusicFeaturesConfig = field(default_factory=MusicFeaturesConfig)
     phase: PhaseConfig = field(default_factory=PhaseConfig)
+    train_vqvae: TrainVQVAEConfig = field(default_factory=TrainVQVAEConfig)
+    tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
+    train_gpt: TrainGPTConfig = field(default_factory=TrainGPTConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 # ----------------------------------------------------------------------------------------------
 # Loader
 # ----------------------------------------------------------------------------------------------
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it converted (lists -> tuples)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, key)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(f"{key}: expected one of {list(allowed)}, got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(tp):
-            if option is type(None):
-                if value is None:
-                    return None
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(f"{key}: {value!r} matches none of {_type_name(tp)}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(args) != len(value):
-            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected int, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected float, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported annotation {_type_name(tp)}")
-
-
-def build_dataclass(cls: type[T], data: Any, where: str = "") -> T:
-    """Build the frozen dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types.
-
-    Missing keys take the dataclass defaults. ``where`` is the dotted key prefix for messages.
-    """
-    prefix = f"{where}." if where else ""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'params'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]} (known keys of {where or 'params'}: {', '.join(sorted(names))})"
-        )
-    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
-    return cls(**kwargs)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -133,7 +133,12 @@ def file_metadata(path: str | Path) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-def _vectors(table: pa.Table, vector_name: str) -> np.ndarray:
-    column = table.column(vector_name).combine_chunks()
+def fixed_list_to_numpy(table: pa.Table, column_name: str, dtype: type = np.float32) -> np.ndarray:
+    """A fixed_size_list column as a writable (N, width) array."""
+    column = table.column(column_name).combine_chunks()
     width = column.type.list_size
-    return np.array(column.values.to_numpy(zero_copy_only=False).reshape(-1, width), dtype=np.float32)
+    return np.array(column.values.to_numpy(zero_copy_only=False).reshape(-1, width), dtype=dtype)
+
+
+def _vectors(table: pa.Table, vector_name: str) -> np.ndarray:
+    return fixed_list_to_numpy(table, vector_name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -33,6 +34,11 @@ def run_stage(
         log.error("%s failed: %s", parser.prog, error)
         return 1
     return 0
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a ``torchrun`` launch (only rank 0 writes stage outputs)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def exit_with(code: int) -> None:

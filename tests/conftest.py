@@ -15,11 +15,59 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+import json  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from danceba.config import (  # noqa: E402
+    DataConfig,
+    JointsConfig,
+    MiniDatasetConfig,
+    MusicFeaturesConfig,
+    PhaseConfig,
+)
+from pipelines import fetch, joints, music_features, phase  # noqa: E402
+
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The first four stages on a tiny mini dataset, built once per test session
+# ----------------------------------------------------------------------------------------------
+
+TINY = MiniDatasetConfig(
+    seed=3,
+    genres=("gBR", "gHO"),
+    music_per_genre=2,
+    dancers_per_music=1,
+    choreographies_per_dancer=2,
+    seconds=5.0,
+    sample_rate=22050,
+)
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    paths = {
+        "raw": root / "raw",
+        "joints": root / "joints.parquet",
+        "sequences": root / "sequences.parquet",
+        "summary": root / "dataset.json",
+        "music60": root / "music_60.parquet",
+        "music7": root / "music_7p5.parquet",
+        "phase": root / "phase.parquet",
+    }
+    fetch.fetch_dataset(DataConfig(source="mini", mini=TINY), paths["raw"])
+    summary = joints.write_joints_tables(paths["raw"], paths["joints"], paths["sequences"], JointsConfig())
+    paths["summary"].write_text(json.dumps(summary))
+    music_features.write_music_features(
+        paths["raw"], paths["sequences"], paths["music60"], paths["music7"], MusicFeaturesConfig()
+    )
+    phase.write_phase_table(paths["music7"], paths["phase"], PhaseConfig(window=8))
+    return paths
 
 
 @pytest.fixture

@@ -12,41 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from danceba import tables
-from danceba.config import DataConfig, JointsConfig, MiniDatasetConfig, MusicFeaturesConfig, PhaseConfig
+from danceba.config import MusicFeaturesConfig
 from danceba.features.music import BEAT_COLUMN
-from pipelines import fetch, joints, music_features, phase
-
-TINY = MiniDatasetConfig(
-    seed=3,
-    genres=("gBR", "gHO"),
-    music_per_genre=2,
-    dancers_per_music=1,
-    choreographies_per_dancer=2,
-    seconds=5.0,
-    sample_rate=22050,
-)
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("chain")
-    paths = {
-        "raw": root / "raw",
-        "joints": root / "joints.parquet",
-        "sequences": root / "sequences.parquet",
-        "summary": root / "dataset.json",
-        "music60": root / "music_60.parquet",
-        "music7": root / "music_7p5.parquet",
-        "phase": root / "phase.parquet",
-    }
-    fetch.fetch_dataset(DataConfig(source="mini", mini=TINY), paths["raw"])
-    summary = joints.write_joints_tables(paths["raw"], paths["joints"], paths["sequences"], JointsConfig())
-    paths["summary"].write_text(json.dumps(summary))
-    music_features.write_music_features(
-        paths["raw"], paths["sequences"], paths["music60"], paths["music7"], MusicFeaturesConfig()
-    )
-    phase.write_phase_table(paths["music7"], paths["phase"], PhaseConfig(window=8))
-    return paths
+from pipelines import joints, music_features
+from tests.conftest import TINY
 
 
 def test_joints_table_schema_and_values(chain: dict[str, Path]) -> None:

@@ -1,0 +1,125 @@
+"""Training windows cut from the stage tables: motion windows for the VQ-VAE, token windows for the GPT.
+
+Bailando trains on 240-frame windows (4 s at 60 fps) with a stride ``move`` (40 or 8 frames); one
+window is 30 motion tokens at 7.5 Hz and is paired with the 7.5 fps music frames
+``music[start // 8 : start // 8 + 30]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import Dataset
+
+from danceba import tables
+from danceba.models.vqvae import sliding_windows, to_bailando_layout
+
+FRAMES_PER_TOKEN = 8
+
+
+def read_sequence_index(sequences: Path) -> pd.DataFrame:
+    """The ``sequences.parquet`` index as a DataFrame (one row per sequence)."""
+    return pq.read_table(sequences).to_pandas()
+
+
+def sequences_in_splits(sequences: Path, splits: Iterable[str]) -> list[str]:
+    """Names of the sequences whose split is one of ``splits`` (train / val / test / none)."""
+    index = read_sequence_index(sequences)
+    wanted = set(splits)
+    names = index.loc[index["split"].isin(wanted), "sequence"].tolist()
+    if not names:
+        raise ValueError(f"{sequences}: no sequences in splits {sorted(wanted)}")
+    return names
+
+
+def load_joints(joints: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
+    """{sequence: (T, 24, 3) float32} for the given names, read row group by row group."""
+    keys = set(tables.group_keys(joints))
+    out = {}
+    for name in names:
+        if name not in keys:
+            raise KeyError(f"{joints}: no joints for sequence {name!r}")
+        out[name] = tables.read_group(joints, name, "joints").reshape(-1, 24, 3)
+    return out
+
+
+@dataclass(frozen=True)
+class WindowIndex:
+    """Where each window comes from: sequence name and first 60 fps frame."""
+
+    sequence: tuple[str, ...]
+    start: np.ndarray  # (N,) int64
+
+
+def motion_windows(
+    joints: Mapping[str, np.ndarray], length: int, stride: int
+) -> tuple[np.ndarray, WindowIndex]:
+    """Every full ``length``-frame window with stride ``stride``, in Bailando's 72-d layout.
+
+    joints {name: (T, 24, 3)} -> windows (N, length, 72) float32 (channels [:3] the absolute root,
+    the rest root-relative) and their index. Sequences shorter than ``length`` give no window.
+    """
+    chunks, names, starts = [], [], []
+    for name, sequence in joints.items():
+        windows = sliding_windows(to_bailando_layout(sequence), length=length, stride=stride)
+        chunks.append(windows)
+        names += [name] * len(windows)
+        starts.append(np.arange(len(windows), dtype=np.int64) * stride)
+    if not names:
+        raise ValueError(f"no sequence is at least {length} frames long")
+    return np.concatenate(chunks).astype(np.float32), WindowIndex(tuple(names), np.concatenate(starts))
+
+
+class TokenWindows(Dataset):
+    """GPT training pairs from token windows and the 7.5 fps music of each music id.
+
+    Each item (Bailando's training step): ``up_in, down_in`` = codes[:-1] (block,), ``up_target,
+    down_target`` = codes[1:] (block,), ``music`` (block, n_music) = music frames
+    ``music_start + 1 .. music_start + block`` — frame j + 1 is paired with input token j to predict
+    token j + 1 (the reference's ``music_seq[:, 1:]``). Music is sliced on the fly, never copied per window.
+    """
+
+    def __init__(
+        self,
+        up: np.ndarray,
+        down: np.ndarray,
+        music_id: list[str],
+        music_start: np.ndarray,
+        music: Mapping[str, np.ndarray],
+    ) -> None:
+        if up.shape != down.shape or up.ndim != 2:
+            raise ValueError(
+                f"up/down codes: expected two (N, tokens) arrays, got {up.shape} and {down.shape}"
+            )
+        self.up = torch.as_tensor(up, dtype=torch.long)
+        self.down = torch.as_tensor(down, dtype=torch.long)
+        self.music_id = list(music_id)
+        self.music_start = np.asarray(music_start, dtype=np.int64)
+        self.music = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in music.items()}
+        self.block = up.shape[1] - 1
+        for mid, start in zip(self.music_id, self.music_start, strict=True):
+            if mid not in self.music:
+                raise KeyError(f"no music features for music id {mid!r}")
+            if start + 1 + self.block > len(self.music[mid]):
+                raise ValueError(
+                    f"music {mid}: window at token {start} runs past its {len(self.music[mid])} frames"
+                )
+
+    def __len__(self) -> int:
+        return len(self.up)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        start = int(self.music_start[i]) + 1
+        return {
+            "up_in": self.up[i, :-1],
+            "down_in": self.down[i, :-1],
+            "up_target": self.up[i, 1:],
+            "down_target": self.down[i, 1:],
+            "music": self.music[self.music_id[i]][start : start + self.block],
+        }

@@ -1,0 +1,191 @@
+"""Training the cross-conditional GPT (Bailando or Danceba stack) on precomputed motion tokens.
+
+Reads ``tokens.parquet`` (stage ``tokenize``) and the 7.5 fps music features; never runs the VQ-VAE.
+Validation on the held-out (val/test) windows reports the loss, the per-stream cross-entropy
+``val_ce`` (nats; the uniform-code baseline is ln(codebook size)) and the top-1 accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from danceba import tables
+from danceba.data.windows import TokenWindows
+from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
+from danceba.motion_tokens import read_tokens, token_arrays
+from danceba.strict_dataclass import build_dataclass
+from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, save_checkpoint, to_plain_config
+from danceba.train.history import DvcOutputs
+from danceba.train.loop import OnLog, TrainResult, train
+from danceba.train.optim import OptimConfig
+from danceba.train.train_config import TrainConfig
+from danceba.train.vqvae_training import config_digest
+
+log = logging.getLogger(__name__)
+
+BEST_METRIC = "val_loss"
+
+
+@dataclass(frozen=True)
+class TrainGPTConfig:
+    """``train_gpt`` in params.yaml: the model (stack and ablation flags), the loop, the optimiser."""
+
+    model: GPTConfig = field(default_factory=GPTConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train_splits: tuple[str, ...] = ("train",)
+    eval_splits: tuple[str, ...] = ("val", "test")
+    max_eval_windows: int = 1024
+
+
+def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> TokenWindows:
+    """GPT training pairs of the given splits."""
+    table = read_tokens(tokens, splits)
+    music_ids = sorted(set(table.column("music_id").to_pylist()))
+    music = {mid: tables.read_group(music_7p5fps, mid, "features") for mid in music_ids}
+    return TokenWindows(
+        token_arrays(table, "up"),
+        token_arrays(table, "down"),
+        table.column("music_id").to_pylist(),
+        table.column("music_start").to_numpy(),
+        music,
+    )
+
+
+def gpt_loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """``loss_fn`` for the loop: CE(up) + CE(down) of the next codes."""
+    _, _, loss = model(
+        batch["up_in"], batch["down_in"], batch["music"], targets=(batch["up_target"], batch["down_target"])
+    )
+    return loss, {}
+
+
+def gpt_evaluator(
+    data: TokenWindows, limit: int, batch_size: int
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Held-out loss, per-stream cross-entropy (nats) and top-1 accuracy on at most ``limit`` windows."""
+    if len(data) > limit:
+        step = len(data) / limit
+        data = Subset(data, [int(i * step) for i in range(limit)])
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        total_loss, correct, count, windows = 0.0, 0, 0, 0
+        for batch in loader:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits_up, logits_down, loss = model(
+                batch["up_in"],
+                batch["down_in"],
+                batch["music"],
+                targets=(batch["up_target"], batch["down_target"]),
+            )
+            n = len(batch["up_in"])
+            total_loss += float(loss) * n
+            windows += n
+            for logits, target in ((logits_up, batch["up_target"]), (logits_down, batch["down_target"])):
+                correct += int((logits.argmax(-1) == target).sum())
+                count += target.numel()
+        val_loss = total_loss / windows
+        return {"val_loss": val_loss, "val_ce": val_loss / 2, "val_accuracy": correct / count}
+
+    return evaluate
+
+
+def train_gpt(
+    tokens: Path,
+    music_7p5fps: Path,
+    config: TrainGPTConfig,
+    run_root: Path,
+    reports: Path,
+    lineage: dict[str, Any] | None = None,
+    on_log: OnLog | None = None,
+) -> tuple[CrossCondGPT, TrainResult, dict[str, Any]]:
+    """Train the GPT; return the best model (eval mode), the loop's result and summary metrics."""
+    train_data = token_dataset(tokens, music_7p5fps, config.train_splits)
+    eval_data = token_dataset(tokens, music_7p5fps, config.eval_splits)
+    check_vocabulary(train_data, config.model, tokens)
+    model = build_gpt(config.model)
+    run_dir = Path(run_root) / config_digest(config)
+    log.info(
+        "GPT (%s stack): %d parameters; %d training windows; run folder %s",
+        config.model.stack,
+        model.num_parameters(),
+        len(train_data),
+        run_dir,
+    )
+    result = train(
+        model,
+        gpt_loss_fn,
+        train_data,
+        replace(config.train, best_metric=BEST_METRIC, best_mode="min"),
+        config.optim,
+        run_dir,
+        gpt_evaluator(eval_data, config.max_eval_windows, config.train.batch_size),
+        on_log=on_log,
+        lineage=lineage,
+        run_config={"model": to_plain_config(config.model)},
+        outputs=DvcOutputs(reports / "train.json", reports / "plots"),
+    )
+    best = best_checkpoint_path(run_dir, BEST_METRIC)
+    model.load_state_dict(load_checkpoint(best if best.is_file() else run_dir / "last.pt")["model"])
+    uniform = math.log(config.model.vocab_up)
+    final = result.final_metrics
+    metrics = {
+        "parameters": model.num_parameters(),
+        "stack": config.model.stack,
+        "steps": result.steps,
+        "best_val_loss": result.best["value"] if result.best else None,
+        "final_val_ce": final.get("val_ce"),
+        "final_val_accuracy": final.get("val_accuracy"),
+        "uniform_ce": uniform,
+        "val_ce_over_uniform": final["val_ce"] / uniform if "val_ce" in final else None,
+    }
+    return model.eval(), result, metrics
+
+
+def check_vocabulary(data: TokenWindows, config: GPTConfig, tokens: Path) -> None:
+    """Refuse codes outside the GPT's vocabulary (a VQ-VAE/GPT size mismatch) with a clear message."""
+    for name, codes, vocab in (("up", data.up, config.vocab_up), ("down", data.down, config.vocab_down)):
+        if int(codes.max()) >= vocab:
+            raise ValueError(
+                f"{tokens}: {name} codes reach {int(codes.max())} but train_gpt.model.vocab_{name} is {vocab}; "
+                "set it to the VQ-VAE codebook size (train_vqvae.model.l_bins)"
+            )
+
+
+def export_gpt(path: Path, model: CrossCondGPT, config: GPTConfig, metrics: dict, lineage: dict) -> None:
+    """Write the trained GPT (weights + model config + metrics + lineage) for generation."""
+    save_checkpoint(
+        path,
+        {
+            "kind": "CrossCondGPT",
+            "model": model.state_dict(),
+            "config": to_plain_config(config),
+            "metrics": to_plain_config(metrics),
+            "lineage": to_plain_config(lineage),
+        },
+    )
+
+
+def load_gpt(path: Path, map_location: str | torch.device = "cpu") -> CrossCondGPT:
+    """The exported GPT in eval mode; a checkpoint of another kind or architecture is refused by name."""
+    payload = load_checkpoint(path, map_location)
+    if payload.get("kind") != "CrossCondGPT":
+        raise ValueError(f"{path}: not a GPT export (kind {payload.get('kind')!r}, expected 'CrossCondGPT')")
+    model = build_gpt(build_dataclass(GPTConfig, payload["config"], "gpt"))
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path}: weights do not match the stored architecture: {str(error)[:300]}"
+        ) from error
+    return model.eval()

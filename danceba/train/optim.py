@@ -1,0 +1,73 @@
+"""Optimiser and learning-rate schedule from a frozen config.
+
+The defaults are the reference GPT's (Bailando and Danceba's ``cc_motion_gpt.yaml``): Adam, lr 3e-4,
+betas (0.5, 0.999), no weight decay, MultiStepLR with gamma 0.1.
+
+**Milestones count optimiser steps, not epochs.** The scheduler is stepped once after every
+optimiser step, so the learning rate used by step ``s + 1`` is ``lr * gamma ** k`` where ``k`` is the
+number of milestones ``<= s``. The reference schedules by epoch (GPT: epochs 250 and 400); to reproduce
+it, multiply by the steps per epoch (:func:`danceba.train.sampler.batches_per_epoch`), e.g. with
+:func:`epochs_to_steps`. Per-step milestones keep the schedule exact when a run is resumed mid-epoch
+and when the data set size changes between the mini data set and AIST++.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser (Adam or AdamW), MultiStepLR schedule in optimiser steps, gradient clipping."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adam", "adamw"):
+            raise ValueError(f"optim.name: expected 'adam' or 'adamw', got {self.name!r}")
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr: expected > 0, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas: expected two values in [0, 1), got {self.betas!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay: expected >= 0, got {self.weight_decay!r}")
+        if any(m <= 0 for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(
+                f"optim.milestones: expected strictly increasing positive steps, got {self.milestones!r}"
+            )
+        if not self.gamma > 0:
+            raise ValueError(f"optim.gamma: expected > 0, got {self.gamma!r}")
+        if self.grad_clip < 0:
+            raise ValueError(f"optim.grad_clip: expected >= 0 (0 = off), got {self.grad_clip!r}")
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter] | Iterable[dict], cfg: OptimConfig
+) -> torch.optim.Optimizer:
+    """Adam or AdamW over ``params`` (parameters or parameter groups) with ``cfg``'s lr, betas, decay."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.name]
+    return cls(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig
+) -> torch.optim.lr_scheduler.MultiStepLR:
+    """MultiStepLR with ``cfg.milestones`` counted in optimiser steps (step it after every update)."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+
+
+def epochs_to_steps(milestone_epochs: Iterable[int], steps_per_epoch: int) -> tuple[int, ...]:
+    """Convert per-epoch milestones (as in the reference configs) to optimiser-step milestones."""
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch: expected > 0, got {steps_per_epoch}")
+    return tuple(int(e) * steps_per_epoch for e in milestone_epochs)

@@ -1,0 +1,246 @@
+"""Training the pose VQ-VAE in Bailando's two phases, on windows cut from ``joints.parquet``.
+
+Phase 1 trains the upper/lower ``SepVQVAE`` (root zeroed); phase 2 freezes it and trains the
+root-velocity decoder (``SepVQVAER``). Each phase is one call of the generic loop
+(:func:`danceba.train.loop.train`) in its own run folder, so both resume after a kill. Held-out windows
+(the val/test sequences) give the validation loss and the reconstruction error in millimetres (MPJPE):
+phase 1 on root-relative joints, phase 2 on full joints with the root integrated from the predicted
+velocity (both start at the origin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from danceba.data.windows import load_joints, motion_windows, sequences_in_splits
+from danceba.models.vqvae import (
+    SepVQVAE,
+    SepVQVAER,
+    VQVAEConfig,
+    count_parameters,
+    joints_from_bailando_layout,
+    mpjpe_mm,
+    vqvae_loss_fn,
+    with_root_velocity,
+    zero_root,
+)
+from danceba.strict_dataclass import build_dataclass
+from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, save_checkpoint, to_plain_config
+from danceba.train.history import DvcOutputs
+from danceba.train.loop import OnLog, TrainResult, train
+from danceba.train.optim import OptimConfig
+from danceba.train.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+BEST_METRIC = "mpjpe_mm"
+
+
+@dataclass(frozen=True)
+class VQVAEPhaseConfig:
+    """One phase: window length and stride (frames at 60 fps), loop and optimiser settings."""
+
+    window: int = 240
+    stride: int = 40
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass(frozen=True)
+class TrainVQVAEConfig:
+    """``train_vqvae`` in params.yaml: the model, both phases and the held-out evaluation."""
+
+    model: VQVAEConfig = field(default_factory=VQVAEConfig)
+    stage1: VQVAEPhaseConfig = field(default_factory=VQVAEPhaseConfig)
+    stage2: VQVAEPhaseConfig = field(default_factory=lambda: VQVAEPhaseConfig(stride=8))
+    train_splits: tuple[str, ...] = ("train",)
+    eval_splits: tuple[str, ...] = ("val", "test")
+    max_eval_windows: int = 512
+
+
+def config_digest(config: Any) -> str:
+    """A short stable hash of a config (names a run folder, so a new config never reuses old checkpoints)."""
+    text = json.dumps(to_plain_config(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:
+    """At most ``limit`` evenly spaced windows, as a tensor."""
+    if len(windows) > limit:
+        windows = windows[np.linspace(0, len(windows) - 1, limit).astype(int)]
+    return torch.from_numpy(windows)
+
+
+def phase1_evaluator(windows: torch.Tensor, batch: int = 64) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Validation of phase 1: loss and MPJPE (mm) of root-relative joints on held-out windows."""
+    target = zero_root(windows)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        losses, errors = [], []
+        for chunk in target.split(batch):
+            chunk = chunk.to(device)
+            recon, terms = model(chunk)
+            losses.append(float(terms["loss"]) * len(chunk))
+            errors.append(
+                mpjpe_mm(
+                    joints_from_bailando_layout(recon, root_is_velocity=False),
+                    joints_from_bailando_layout(chunk, root_is_velocity=False),
+                )
+                * len(chunk)
+            )
+        return {"val_loss": sum(losses) / len(target), BEST_METRIC: sum(errors) / len(target)}
+
+    return evaluate
+
+
+def phase2_evaluator(windows: torch.Tensor, batch: int = 64) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Validation of phase 2: loss and MPJPE (mm) of full joints, root integrated from the predicted velocity."""
+    target = with_root_velocity(windows)
+
+    def evaluate(model: torch.nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        losses, errors = [], []
+        for chunk in target.split(batch):
+            chunk = chunk.to(device)
+            _, terms = model(chunk)
+            recon = model.decode(*model.encode(chunk))
+            losses.append(float(terms["loss"]) * len(chunk))
+            errors.append(
+                mpjpe_mm(
+                    joints_from_bailando_layout(recon, root_is_velocity=True),
+                    joints_from_bailando_layout(chunk, root_is_velocity=True),
+                )
+                * len(chunk)
+            )
+        return {"val_loss": sum(losses) / len(target), BEST_METRIC: sum(errors) / len(target)}
+
+    return evaluate
+
+
+@dataclass(frozen=True)
+class VQVAEResult:
+    """What :func:`train_vqvae` produced."""
+
+    model: SepVQVAER  # best phase-2 weights, eval mode
+    stage1: TrainResult
+    stage2: TrainResult
+    metrics: dict[str, Any]
+
+
+def _phase_train_config(phase: VQVAEPhaseConfig) -> TrainConfig:
+    return replace(phase.train, best_metric=BEST_METRIC, best_mode="min")
+
+
+def train_vqvae(
+    joints: Path,
+    sequences: Path,
+    config: TrainVQVAEConfig,
+    run_root: Path,
+    reports: Path,
+    lineage: dict[str, Any] | None = None,
+    on_log: OnLog | None = None,
+) -> VQVAEResult:
+    """Train both phases; return the best phase-2 model; metrics and plots go under ``reports``.
+
+    ``run_root / <config digest> / stage{1,2}`` hold the resumable run folders (``last.pt``,
+    ``best_mpjpe_mm.pt``).
+    """
+    train_names = sequences_in_splits(sequences, config.train_splits)
+    eval_names = sequences_in_splits(sequences, config.eval_splits)
+    train_joints, eval_joints = load_joints(joints, train_names), load_joints(joints, eval_names)
+    run_dir = Path(run_root) / config_digest(config)
+    log.info(
+        "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
+    )
+
+    windows1, _ = motion_windows(train_joints, config.stage1.window, config.stage1.stride)
+    eval1, _ = motion_windows(eval_joints, config.stage1.window, config.stage1.window)
+    model1 = SepVQVAE(config.model)
+    log.info("SepVQVAE: %d parameters; %d training windows", count_parameters(model1), len(windows1))
+    result1 = train(
+        model1,
+        vqvae_loss_fn,
+        (torch.from_numpy(windows1),),
+        _phase_train_config(config.stage1),
+        config.stage1.optim,
+        run_dir / "stage1",
+        phase1_evaluator(held_out(eval1, config.max_eval_windows)),
+        on_log=_prefixed(on_log, "stage1/"),
+        lineage=lineage,
+        run_config={"model": to_plain_config(config.model)},
+        outputs=DvcOutputs(reports / "stage1.json", reports / "plots" / "stage1"),
+    )
+
+    model2 = SepVQVAER(config.model)
+    model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
+    windows2, _ = motion_windows(train_joints, config.stage2.window, config.stage2.stride)
+    train_data = (with_root_velocity(torch.from_numpy(windows2)),)
+    result2 = train(
+        model2,
+        vqvae_loss_fn,
+        train_data,
+        _phase_train_config(config.stage2),
+        config.stage2.optim,
+        run_dir / "stage2",
+        phase2_evaluator(held_out(eval1, config.max_eval_windows)),
+        on_log=_prefixed(on_log, "stage2/"),
+        lineage=lineage,
+        run_config={"model": to_plain_config(config.model)},
+        outputs=DvcOutputs(reports / "stage2.json", reports / "plots" / "stage2"),
+    )
+    model2.load_state_dict(_best_weights(run_dir / "stage2"))
+    metrics = {
+        "parameters": count_parameters(model2),
+        "stage1_best_mpjpe_mm": result1.best["value"] if result1.best else None,
+        "stage2_best_mpjpe_mm": result2.best["value"] if result2.best else None,
+        "stage1_final": result1.final_metrics,
+        "stage2_final": result2.final_metrics,
+    }
+    return VQVAEResult(model2.eval(), result1, result2, metrics)
+
+
+def _prefixed(on_log: OnLog | None, prefix: str) -> OnLog | None:
+    if on_log is None:
+        return None
+    return lambda step, metrics: on_log(step, {f"{prefix}{k}": v for k, v in metrics.items()})
+
+
+def _best_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    path = best_checkpoint_path(run_dir, BEST_METRIC)
+    if not path.is_file():
+        path = run_dir / "last.pt"
+    return load_checkpoint(path)["model"]
+
+
+def export_vqvae(path: Path, model: SepVQVAER, config: VQVAEConfig, metrics: dict, lineage: dict) -> None:
+    """Write the trained VQ-VAE (weights + model config + metrics + lineage) for the later stages."""
+    save_checkpoint(
+        path,
+        {
+            "kind": "SepVQVAER",
+            "model": model.state_dict(),
+            "config": to_plain_config(config),
+            "metrics": to_plain_config(metrics),
+            "lineage": to_plain_config(lineage),
+        },
+    )
+
+
+def load_vqvae(path: Path, map_location: str | torch.device = "cpu") -> SepVQVAER:
+    """The exported VQ-VAE, in eval mode; a checkpoint of another kind is refused by name."""
+    payload = load_checkpoint(path, map_location)
+    if payload.get("kind") != "SepVQVAER":
+        raise ValueError(f"{path}: not a VQ-VAE export (kind {payload.get('kind')!r}, expected 'SepVQVAER')")
+    model = SepVQVAER(build_dataclass(VQVAEConfig, payload["config"], "vqvae"))
+    model.load_state_dict(payload["model"])
+    return model.eval()

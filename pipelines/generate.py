@@ -1,0 +1,69 @@
+"""Stage ``generate``: dances for the test pieces from their music, plus the random-codes baseline.
+
+Writes one ``<sequence>.npz`` per piece (format in ``danceba.evaluation``) under ``--out/model`` and
+``--out/random_codes``. Evaluation mode of the reference: first codes from the ground-truth dance,
+greedy decoding (``generate.*`` in params.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from danceba import tables
+from danceba.config import load_params
+from danceba.dance_generation import Song, generate_dances, ground_truth_first_codes, random_code_dances
+from danceba.data.windows import read_sequence_index
+from danceba.evaluation import write_dance
+from danceba.train.gpt_training import load_gpt
+from danceba.train.vqvae_training import load_vqvae
+from pipelines.stage import exit_with, log, run_stage, stage_parser
+
+
+def test_songs(
+    sequences: Path, tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]
+) -> tuple[list[Song], dict]:
+    """The pieces of ``splits`` with their music and ground-truth first codes; {name: music id}."""
+    index = read_sequence_index(sequences)
+    index = index[index["split"].isin(splits)]
+    if index.empty:
+        raise ValueError(f"{sequences}: no sequences in splits {list(splits)}")
+    firsts = ground_truth_first_codes(tokens)
+    songs = []
+    for row in index.itertuples():
+        if row.sequence not in firsts:
+            raise KeyError(f"{tokens}: no tokens for {row.sequence} (is its split in tokenize.splits?)")
+        music = tables.read_group(music_7p5fps, row.music_id, "features")
+        songs.append(Song(row.sequence, music, *firsts[row.sequence]))
+    return songs, dict(zip(index["sequence"], index["music_id"], strict=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--out"):
+        parser.add_argument(name, required=True, type=Path)
+
+    def body(args: argparse.Namespace) -> None:
+        config = load_params(args.params).generate
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        gpt, vqvae = load_gpt(args.gpt, device).to(device), load_vqvae(args.vqvae, device).to(device)
+        songs, music_of = test_songs(args.sequences, args.tokens, args.music, config.splits)
+        log.info(
+            "generating %d dances (%s, %s decoding) on %s", len(songs), config.mode, config.decode, device
+        )
+        dances = generate_dances(gpt, vqvae, songs, config.sampling(), config.batch_size)
+        lengths = {name: len(joints) // 8 for name, joints in dances.items()}
+        baselines = random_code_dances(vqvae, lengths, config.seed)
+        for row, produced in (("model", dances), ("random_codes", baselines)):
+            for name, joints in tqdm(produced.items(), desc=f"write {row}", unit="dance"):
+                write_dance(args.out / row / f"{name}.npz", joints, music_of[name])
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    exit_with(main())

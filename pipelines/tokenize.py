@@ -1,0 +1,38 @@
+"""Stage ``tokenize``: the frozen VQ-VAE encodes every window once into ``tokens.parquet``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from danceba.atomic import write_text_atomic
+from danceba.config import load_params
+from danceba.motion_tokens import write_tokens
+from danceba.train.vqvae_training import load_vqvae
+from pipelines.stage import exit_with, log, run_stage, stage_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--vqvae", required=True, type=Path)
+    parser.add_argument("--joints", required=True, type=Path)
+    parser.add_argument("--sequences", required=True, type=Path)
+    parser.add_argument("--music", required=True, type=Path, help="music_features_7p5fps.parquet")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--summary", required=True, type=Path)
+
+    def body(args: argparse.Namespace) -> None:
+        config = load_params(args.params).tokenize
+        counts = write_tokens(
+            load_vqvae(args.vqvae), args.joints, args.sequences, args.music, args.out, config
+        )
+        log.info("token windows per split: %s", counts)
+        write_text_atomic(args.summary, json.dumps({"windows": counts}, indent=2) + "\n")
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    exit_with(main())

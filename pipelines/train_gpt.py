@@ -1,0 +1,44 @@
+"""Stage ``train_gpt``: the cross-conditional GPT (Danceba or Bailando stack) on motion tokens.
+
+Runs under plain ``python`` or ``torchrun`` (DDP; only rank 0 writes); re-running after a kill resumes
+from the run folder under ``--runs`` (keyed by the config's hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from danceba.atomic import write_text_atomic
+from danceba.config import load_params
+from danceba.train.gpt_training import export_gpt, train_gpt
+from pipelines.stage import exit_with, is_main_process, log, run_stage, stage_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--tokens", required=True, type=Path)
+    parser.add_argument("--music", required=True, type=Path, help="music_features_7p5fps.parquet")
+    parser.add_argument("--runs", required=True, type=Path, help="resumable run folders (checkpoints)")
+    parser.add_argument("--model-out", required=True, type=Path)
+    parser.add_argument("--reports", required=True, type=Path)
+
+    def body(args: argparse.Namespace) -> None:
+        config = load_params(args.params).train_gpt
+        model, _, metrics = train_gpt(args.tokens, args.music, config, args.runs, args.reports)
+        log.info(
+            "GPT: val CE %.3f nats vs uniform %.3f",
+            metrics["final_val_ce"] or float("nan"),
+            metrics["uniform_ce"],
+        )
+        if is_main_process():
+            export_gpt(args.model_out, model, config.model, metrics, {})
+            write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    exit_with(main())

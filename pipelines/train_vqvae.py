@@ -1,0 +1,40 @@
+"""Stage ``train_vqvae``: the pose VQ-VAE (SepVQVAE, then its root-velocity decoder).
+
+Runs under plain ``python`` or ``torchrun`` (DDP; only rank 0 writes). Re-running after a kill resumes
+from the run folder under ``--runs`` (keyed by the config's hash, outside DVC's outputs so a resume
+survives ``dvc repro`` removing the outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from danceba.atomic import write_text_atomic
+from danceba.config import load_params
+from danceba.train.vqvae_training import export_vqvae, train_vqvae
+from pipelines.stage import exit_with, is_main_process, run_stage, stage_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = stage_parser(__doc__.splitlines()[0])
+    parser.add_argument("--joints", required=True, type=Path)
+    parser.add_argument("--sequences", required=True, type=Path)
+    parser.add_argument("--runs", required=True, type=Path, help="resumable run folders (checkpoints)")
+    parser.add_argument("--model-out", required=True, type=Path, help="the trained VQ-VAE for later stages")
+    parser.add_argument("--reports", required=True, type=Path, help="folder for metrics and plots")
+
+    def body(args: argparse.Namespace) -> None:
+        config = load_params(args.params).train_vqvae
+        result = train_vqvae(args.joints, args.sequences, config, args.runs, args.reports)
+        if is_main_process():
+            export_vqvae(args.model_out, result.model, config.model, result.metrics, {})
+            write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
+
+    return run_stage(body, parser, argv)
+
+
+if __name__ == "__main__":
+    exit_with(main())

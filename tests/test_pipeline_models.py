@@ -1,0 +1,245 @@
+"""Every model stage on the tiny mini dataset: train_vqvae -> tokenize -> train_gpt -> generate ->
+gt_features -> evaluate, through the stage entry points with a tiny params file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from danceba import tables
+from danceba.evaluation import read_dance_folder
+from danceba.train.gpt_training import load_gpt
+from danceba.train.vqvae_training import load_vqvae
+from pipelines import evaluate, generate, gt_features, tokenize, train_gpt, train_vqvae
+
+ROOT = Path(__file__).resolve().parents[1]
+L_BINS = 16
+
+
+def tiny_params(tmp: Path) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    vq = params["train_vqvae"]
+    vq["model"].update(width=16, depth=1, emb_width=16, l_bins=L_BINS)
+    for stage, steps in (("stage1", 6), ("stage2", 4)):
+        vq[stage]["train"] = {
+            **vq[stage]["train"],
+            "max_steps": steps,
+            "batch_size": 8,
+            "log_every": 2,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "device": "cpu",
+        }
+        vq[stage]["optim"]["milestones"] = []
+    vq["stage1"]["stride"] = 8
+    gpt = params["train_gpt"]
+    gpt["model"].update(
+        n_embd=16,
+        n_head=2,
+        n_layer_base=1,
+        n_layer_head=1,
+        vocab_up=L_BINS,
+        vocab_down=L_BINS,
+        mamba_d_state=4,
+    )
+    gpt["train"].update(
+        max_steps=6, batch_size=8, log_every=2, eval_every=3, checkpoint_every=3, device="cpu"
+    )
+    gpt["optim"]["milestones"] = []
+    params["tokenize"]["stride"] = 8
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("models")
+    p = {
+        "params": tiny_params(tmp),
+        "vqvae": tmp / "models" / "vqvae.pt",
+        "gpt": tmp / "models" / "gpt.pt",
+        "tokens": tmp / "tokens.parquet",
+        "generated": tmp / "generated",
+        "gt": tmp / "gt.parquet",
+        "reports": tmp / "reports",
+    }
+    common = ["--params", str(p["params"])]
+    assert (
+        train_vqvae.main(
+            [
+                *common,
+                "--joints",
+                str(chain["joints"]),
+                "--sequences",
+                str(chain["sequences"]),
+                "--runs",
+                str(tmp / "runs_vq"),
+                "--model-out",
+                str(p["vqvae"]),
+                "--reports",
+                str(p["reports"] / "vq"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        tokenize.main(
+            [
+                *common,
+                "--vqvae",
+                str(p["vqvae"]),
+                "--joints",
+                str(chain["joints"]),
+                "--sequences",
+                str(chain["sequences"]),
+                "--music",
+                str(chain["music7"]),
+                "--out",
+                str(p["tokens"]),
+                "--summary",
+                str(tmp / "tokens.json"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        train_gpt.main(
+            [
+                *common,
+                "--tokens",
+                str(p["tokens"]),
+                "--music",
+                str(chain["music7"]),
+                "--runs",
+                str(tmp / "runs_gpt"),
+                "--model-out",
+                str(p["gpt"]),
+                "--reports",
+                str(p["reports"] / "gpt"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        generate.main(
+            [
+                *common,
+                "--gpt",
+                str(p["gpt"]),
+                "--vqvae",
+                str(p["vqvae"]),
+                "--tokens",
+                str(p["tokens"]),
+                "--sequences",
+                str(chain["sequences"]),
+                "--music",
+                str(chain["music7"]),
+                "--out",
+                str(p["generated"]),
+            ]
+        )
+        == 0
+    )
+    assert (
+        gt_features.main(
+            [
+                *common,
+                "--joints",
+                str(chain["joints"]),
+                "--sequences",
+                str(chain["sequences"]),
+                "--out",
+                str(p["gt"]),
+            ]
+        )
+        == 0
+    )
+    assert (
+        evaluate.main(
+            [
+                *common,
+                "--joints",
+                str(chain["joints"]),
+                "--sequences",
+                str(chain["sequences"]),
+                "--gt-features",
+                str(p["gt"]),
+                "--music-60fps",
+                str(chain["music60"]),
+                "--generated",
+                str(p["generated"]),
+                "--out-dir",
+                str(p["reports"]),
+            ]
+        )
+        == 0
+    )
+    return p
+
+
+def test_vqvae_stage_exports_a_loadable_model_and_mpjpe(models: dict[str, Path]) -> None:
+    model = load_vqvae(models["vqvae"])
+    assert model.config.l_bins == L_BINS and not model.training
+    metrics = json.loads((models["reports"] / "vq" / "metrics.json").read_text())
+    assert metrics["stage1_best_mpjpe_mm"] > 0 and math.isfinite(metrics["stage2_best_mpjpe_mm"])
+    assert (models["reports"] / "vq" / "plots" / "stage1" / "val.csv").read_text().startswith("step,")
+
+
+def test_tokens_table(models: dict[str, Path], chain: dict[str, Path]) -> None:
+    table = pq.read_table(models["tokens"])
+    assert table.schema.field("up").type == pa.list_(pa.int16(), 30)
+    assert set(table.column("split").to_pylist()) == {"train", "val", "test"}
+    starts = table.column("start_frame").to_numpy()
+    np.testing.assert_array_equal(table.column("music_start").to_numpy(), starts // 8)
+    up = tables.fixed_list_to_numpy(table, "up", np.int64)
+    assert up.min() >= 0 and up.max() < L_BINS
+    assert tables.group_keys(models["tokens"]) == sorted(set(table.column("sequence").to_pylist()))
+
+
+def test_gpt_stage_reports_the_uniform_baseline(models: dict[str, Path]) -> None:
+    metrics = json.loads((models["reports"] / "gpt" / "metrics.json").read_text())
+    assert metrics["uniform_ce"] == pytest.approx(math.log(L_BINS))
+    assert math.isfinite(metrics["final_val_ce"]) and 0 <= metrics["final_val_accuracy"] <= 1
+    assert load_gpt(models["gpt"]).config.stack == "danceba"
+
+
+def test_wrong_checkpoint_kind_is_refused(models: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="not a VQ-VAE export"):
+        load_vqvae(models["gpt"])
+    with pytest.raises(ValueError, match="not a GPT export"):
+        load_gpt(models["vqvae"])
+
+
+def test_generated_dances_follow_the_music(models: dict[str, Path], chain: dict[str, Path]) -> None:
+    index = pq.read_table(chain["sequences"]).to_pandas()
+    pieces = set(index.loc[index["split"].isin(["val", "test"]), "sequence"])
+    for row in ("model", "random_codes"):
+        dances = read_dance_folder(models["generated"] / row)
+        assert {d.name for d in dances} == pieces
+        for dance in dances:
+            music_frames = len(tables.read_group(chain["music7"], dance.music_id, "features"))
+            assert len(dance.joints) == 8 * music_frames  # first code + one per music frame after frame 0
+            assert np.isfinite(dance.joints).all()
+
+
+def test_evaluation_report(models: dict[str, Path]) -> None:
+    report = json.loads((models["reports"] / "metrics.json").read_text())
+    assert set(report) == {"bailando", "corrected"}
+    for rows in report.values():
+        assert set(rows) == {"ground_truth", "model", "random_codes", "mismatched_gt"}
+        for values in rows.values():
+            assert set(values) == {"fid_k", "fid_g", "div_k", "div_g", "bas"}
+            assert all(math.isfinite(v) for v in values.values())
+            assert 0 <= values["bas"] <= 1
+    table = (models["reports"] / "metrics.md").read_text()
+    assert "| model |" in table and "Protocol `corrected`" in table
+    assert (models["reports"] / "plots" / "metrics_bailando.png").stat().st_size > 1000
+    assert list((models["reports"] / "plots").glob("beats_*.png"))
