@@ -1,0 +1,248 @@
+"""Autoregressive generation of up/down dance codes from music with the cross-conditional GPT.
+
+The official sampler (Bailando's and Danceba's ``CrossCondGPT2.sample``): starting from the first up and
+down codes of the ground-truth dance, for ``k = 0 .. L-1`` run the model on the last ``window`` time
+steps ``[max(0, k - window + 1), k]`` (``window = block_size - 1`` = 28 at the paper size) of codes and
+music, take the last position's logits and choose code ``k + 1`` for up and down independently: greedy
+top-1 of the softmax. With L music frames the output has ``L + 1`` codes per stream. The music it is given
+is the song's 7.5 fps features without frame 0 (the reference passes ``music_seq[:, 1:]``), so music frame
+``j + 1`` of the song sits beside code ``j``.
+
+Two decoders (``SamplingConfig.decode``):
+
+* ``"exact"``: re-runs ``model.forward`` over the current window at every step: the official sampler
+  (this is the reference). Cost per step grows with the window, and Danceba's forward is heavy.
+* ``"cached"``: :class:`danceba.models.incremental.IncrementalDecoder`, one new time step per layer per
+  step (attention key/value cache, Mamba recurrent state, music embeddings computed once).
+
+Where ``cached`` differs from ``exact`` (both documented and tested in ``tests/test_generate.py``):
+
+1. **PRE** (Danceba stack, ``pre=True``). PRE is not causal: every row of the official PRE depends on
+   the whole music window, so ``exact`` recomputes the position term of every position at every step.
+   ``cached`` gives each new position (music, up, down of time k) the newest rows of PRE over the current
+   window, i.e. the same term ``exact`` gives the newest position at that step, and keeps the terms of
+   older positions as they were when those were new. Equal at step 0, different afterwards.
+2. **Beyond the window** (``k >= window``). ``exact`` drops the oldest time step and recomputes the window
+   from scratch: positions are window-relative, every Mamba starts from a zero state at the window start,
+   attention sees only the window. ``cached`` keeps a sliding key/value window of the same span (the last
+   ``window`` time steps), but each kept key/value was computed when it was new, from the context it had
+   then (which reached further back); each Mamba carries its recurrent state from time 0 on; and the new
+   position's position term is that of the newest window slot (Bailando: learned slot ``window - 1`` for
+   every ``k >= window - 1``; Danceba: newest PRE rows), as in point 1.
+
+Hence ``cached == exact`` (up to floating-point summation order) exactly when the model is causal
+(Bailando stack, or Danceba with ``pre=False``) and ``L <= window``. ``pmmm="single"`` supports only
+``exact``.
+
+Batches of songs of different lengths: pad the music to the longest and pass ``lengths``; each song only
+ever sees its own frames ``<= k`` at step k, so its valid codes are those it would get alone. Codes past
+``lengths[i] + 1`` are set to :data:`PAD_CODE`; :func:`trim_codes` cuts them off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from danceba.models.gpt import CrossCondGPT
+from danceba.models.incremental import IncrementalDecoder
+
+PAD_CODE = -1  # code of the positions past a song's length in a batched output
+
+LogitsAt = Callable[[int], tuple[Tensor, Tensor]]  # step k -> logits_up (B, Vu), logits_down (B, Vd)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How codes are chosen and decoded. Defaults: the official sampler (greedy top-1, exact decoding).
+
+    mode: ``greedy`` (top-1 of the softmax, as released) or ``sample`` (softmax of logits / temperature,
+    restricted to the ``top_k`` largest logits when set, drawn with a ``torch.Generator`` seeded with
+    ``seed``; up then down at every step). ``temperature``, ``top_k`` and ``seed`` are unused when greedy.
+    decode: ``exact`` (re-run the window at every step) or ``cached`` (incremental; see module docstring).
+    """
+
+    mode: Literal["greedy", "sample"] = "greedy"
+    temperature: float = 1.0
+    top_k: int | None = None
+    seed: int = 0
+    decode: Literal["exact", "cached"] = "exact"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("greedy", "sample"):
+            raise ValueError(f"SamplingConfig.mode: expected 'greedy' or 'sample', got {self.mode!r}")
+        if self.decode not in ("exact", "cached"):
+            raise ValueError(f"SamplingConfig.decode: expected 'exact' or 'cached', got {self.decode!r}")
+        if isinstance(self.temperature, bool) or not self.temperature > 0:
+            raise ValueError(f"SamplingConfig.temperature: expected a number > 0, got {self.temperature!r}")
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
+        ):
+            raise ValueError(f"SamplingConfig.top_k: expected None or an int >= 1, got {self.top_k!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"SamplingConfig.seed: expected an int, got {self.seed!r}")
+
+
+def context_window(model: CrossCondGPT) -> int:
+    """Time steps the sampler feeds the model: ``block_size - 1`` (28 at the paper size)."""
+    return model.config.block_size - 1
+
+
+def generate_codes(
+    model: CrossCondGPT,
+    music: Tensor,
+    first_up: Tensor,
+    first_down: Tensor,
+    lengths: Tensor | Sequence[int] | None = None,
+    sampling: SamplingConfig = SamplingConfig(),  # frozen, so a shared default is safe
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Generate up/down codes for a batch of songs.
+
+    music (B, L, n_music) (frames 1.. of each song's 7.5 fps features, padded to the longest song);
+    first_up, first_down (B, 1) int64 (the first ground-truth codes); lengths (B,) music frames per song
+    (default: all L). Returns up, down (B, L + 1) int64 on the model's device: column 0 is the first code,
+    column k + 1 is predicted at step k; columns past ``lengths[i] + 1`` hold :data:`PAD_CODE`.
+    The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored after).
+    ``progress(steps_done)`` is called after every step (e.g. a progress bar, or per-step timing).
+    """
+    music, first_up, first_down, lengths = _checked_inputs(model, music, first_up, first_down, lengths)
+    steps = int(lengths.max()) if lengths.numel() else 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            up, down = _decode(model, music, first_up, first_down, steps, sampling, progress)
+            past_end = torch.arange(up.shape[1], device=up.device) > lengths[:, None]
+            up.masked_fill_(past_end, PAD_CODE)
+            down.masked_fill_(past_end, PAD_CODE)
+    finally:
+        model.train(was_training)
+    return up.clone(), down.clone()  # ordinary tensors, not inference tensors
+
+
+def trim_codes(up: Tensor, down: Tensor, lengths: Tensor | Sequence[int]) -> list[tuple[Tensor, Tensor]]:
+    """Cut a batched output to each song: up, down (B, L + 1), lengths (B,) -> [(up_i, down_i)] of
+    ``lengths[i] + 1`` codes each."""
+    return [(up[i, : int(n) + 1], down[i, : int(n) + 1]) for i, n in enumerate(lengths)]
+
+
+def _decode(
+    model: CrossCondGPT,
+    music: Tensor,
+    first_up: Tensor,
+    first_down: Tensor,
+    steps: int,
+    sampling: SamplingConfig,
+    progress: Callable[[int], None] | None,
+) -> tuple[Tensor, Tensor]:
+    batch, length = music.shape[:2]
+    up = first_up.new_zeros(batch, length + 1)
+    down = first_down.new_zeros(batch, length + 1)
+    up[:, :1], down[:, :1] = first_up, first_down
+    window = context_window(model)
+    if sampling.decode == "exact":
+        logits_at = _exact_logits(model, music, up, down, window)
+    else:
+        logits_at = _cached_logits(IncrementalDecoder(model, music, window), up, down)
+    generator = None
+    if sampling.mode == "sample":
+        generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
+    for k in range(steps):
+        logits_up, logits_down = logits_at(k)
+        up[:, k + 1] = select_codes(logits_up, sampling, generator)
+        down[:, k + 1] = select_codes(logits_down, sampling, generator)
+        if progress is not None:
+            progress(k + 1)
+    return up, down
+
+
+def _exact_logits(model: CrossCondGPT, music: Tensor, up: Tensor, down: Tensor, window: int) -> LogitsAt:
+    """The official step: the full forward over the window ending at time k, last position's logits."""
+
+    def logits_at(k: int) -> tuple[Tensor, Tensor]:
+        start = max(0, k - window + 1)
+        logits_up, logits_down, _ = model(
+            up[:, start : k + 1], down[:, start : k + 1], music[:, start : k + 1]
+        )
+        return logits_up[:, -1], logits_down[:, -1]
+
+    return logits_at
+
+
+def _cached_logits(decoder: IncrementalDecoder, up: Tensor, down: Tensor) -> LogitsAt:
+    def logits_at(k: int) -> tuple[Tensor, Tensor]:
+        if decoder.time != k:
+            raise RuntimeError(
+                f"cached decoding must run steps in order: expected step {decoder.time}, got {k}"
+            )
+        return decoder.step(up[:, k], down[:, k])
+
+    return logits_at
+
+
+def select_codes(
+    logits: Tensor, sampling: SamplingConfig, generator: torch.Generator | None = None
+) -> Tensor:
+    """Choose one code per row: logits (B, V) -> (B,) int64.
+
+    Greedy: ``topk(softmax(logits), 1)``, as the official sampler does. Sample: softmax of
+    ``logits / temperature`` over the ``top_k`` largest logits (all when None; ties at the k-th value are
+    kept), one draw per row from ``generator``.
+    """
+    if sampling.mode == "greedy":
+        return torch.topk(F.softmax(logits, dim=-1), k=1, dim=-1).indices[:, 0]
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
+        kth_largest = torch.topk(logits, sampling.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+
+
+def _checked_inputs(
+    model: CrossCondGPT,
+    music: Tensor,
+    first_up: Tensor,
+    first_down: Tensor,
+    lengths: Tensor | Sequence[int] | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Validate shapes and ranges; move everything to the model's device (music to its dtype)."""
+    config = model.config
+    if config.block_size < 2:
+        raise ValueError(f"generate_codes: the model's block_size must be >= 2, got {config.block_size}")
+    if not isinstance(music, Tensor) or music.dim() != 3 or music.shape[2] != config.n_music:
+        got = tuple(music.shape) if isinstance(music, Tensor) else type(music).__name__
+        raise ValueError(f"music: expected a (B, L, n_music={config.n_music}) tensor, got {got}")
+    batch, length = music.shape[:2]
+    weight = model.gpt_base.cond_emb.weight
+    checked = []
+    for name, codes, vocab in (
+        ("first_up", first_up, config.vocab_up),
+        ("first_down", first_down, config.vocab_down),
+    ):
+        if not isinstance(codes, Tensor) or codes.shape != (batch, 1) or codes.is_floating_point():
+            got = (tuple(codes.shape), codes.dtype) if isinstance(codes, Tensor) else type(codes).__name__
+            raise ValueError(f"{name}: expected a ({batch}, 1) integer tensor, got {got}")
+        if codes.numel() and not bool(((codes >= 0) & (codes < vocab)).all()):
+            raise ValueError(
+                f"{name}: codes must be in [0, {vocab}), got min {codes.min()}, max {codes.max()}"
+            )
+        checked.append(codes.to(device=weight.device, dtype=torch.long))
+    if lengths is None:
+        lengths = torch.full((batch,), length, dtype=torch.long)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (batch,) or lengths.is_floating_point():
+        raise ValueError(
+            f"lengths: expected ({batch},) integers, got shape {tuple(lengths.shape)}, {lengths.dtype}"
+        )
+    if lengths.numel() and not bool(((lengths >= 0) & (lengths <= length)).all()):
+        raise ValueError(
+            f"lengths: every length must be in [0, {length}] (music frames), got {lengths.tolist()}"
+        )
+    music = music.to(device=weight.device, dtype=weight.dtype)
+    return music, checked[0], checked[1], lengths.to(device=weight.device, dtype=torch.long)
