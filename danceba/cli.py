@@ -1,0 +1,376 @@
+"""The ``danceba`` command line: dance to any song, score a folder of dances, convert official weights.
+
+::
+
+    danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
+                     [--seed N] [--temperature T] [--top-k K] [--greedy] [--genre gBR] [--tokens T.parquet]
+    danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
+    danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
+    danceba lineage RUN_ID [--project-root DIR]
+    danceba --version
+
+Bad input (an unreadable, silent or too short song, a checkpoint of the wrong kind or architecture, a
+prediction folder that is not in the documented format) ends with one line
+``danceba: error: <file>: <problem>`` on stderr and exit status 2, and nothing written: ``generate``
+checks every song and both checkpoints before it writes, writes each file atomically, and removes the
+files it wrote if a later one fails. Library code lives in ``danceba.song`` and the modules it names;
+this file parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from danceba import __version__
+
+DEFAULT_GPT = Path("data/models/gpt.pt")
+DEFAULT_VQVAE = Path("data/models/vqvae.pt")
+DEFAULT_TOKENS = Path("data/tokens.parquet")
+DEFAULT_GT_FEATURES = Path("data/gt_features.parquet")
+DEFAULT_MUSIC_60FPS = Path("data/music_features_60fps.parquet")
+EXIT_INPUT_ERROR = 2
+
+
+class UsageError(ValueError):
+    """A bad argument or input; printed as one line, exit status 2."""
+
+
+def _is_input_error(error: BaseException) -> bool:
+    """Errors that mean bad input (named file, wrong kind, ...), as opposed to bugs."""
+    from danceba.train.checkpoint import CheckpointError
+
+    return isinstance(error, ValueError | OSError | KeyError | CheckpointError)
+
+
+def _note(message: str) -> None:
+    print(f"danceba: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------------------------
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from danceba.song import parse_formats
+
+    try:
+        return parse_formats(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _first_codes(args: argparse.Namespace, vocab: int) -> tuple[int, int]:
+    from danceba.song import first_codes
+
+    tokens = args.tokens if args.tokens is not None else DEFAULT_TOKENS
+    if tokens.is_file():
+        genre, codes = first_codes(tokens, args.genre, vocab)
+        _note(f"first codes {codes} of genre {genre} (from {tokens})")
+        return codes
+    if args.tokens is not None or args.genre is not None:
+        raise UsageError(f"{tokens}: no such tokens table (needed for the first codes of a genre)")
+    _note(f"warning: no tokens table at {tokens}; every dance starts from codes (0, 0)")
+    return 0, 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from danceba.dance_generation import generate_dances
+    from danceba.generate import SamplingConfig
+    from danceba.song import check_output_names, load_models, read_song, to_generation_songs, write_dances
+
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"{args.out}: exists and is not a folder")
+    songs = [read_song(path) for path in args.songs]
+    check_output_names(songs)
+    if "mp4" in args.format:
+        from danceba.export.video import probe_media
+
+        for song in songs:
+            if probe_media(song.path)["audio_streams"] < 1:
+                raise UsageError(f"{song.path}: ffmpeg finds no audio stream to put in the video")
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gpt, vqvae = load_models(args.gpt, args.vqvae, device)
+    decode = args.decode
+    if decode == "cached" and gpt.config.stack == "danceba" and gpt.config.pmmm == "single":
+        _note("note: pmmm='single' supports only exact decoding; using --decode exact")
+        decode = "exact"
+    mode = "greedy" if args.greedy else "sample"
+    sampling = SamplingConfig(mode, args.temperature, args.top_k, args.seed, decode)
+    first = _first_codes(args, gpt.config.vocab_up)
+    _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, seed {args.seed}")
+    dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first), sampling, args.batch_size)
+
+    for path in write_dances(args.out, songs, dances, args.format):
+        print(path)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from danceba import tables
+    from danceba.atomic import write_text_atomic
+    from danceba.evaluation import EvaluateConfig, evaluation_report, markdown_table, read_dance_folder
+    from danceba.features.motion import motion_protocol
+    from danceba.metrics import metric_protocol
+
+    protocols = tuple(dict.fromkeys(args.protocol or EvaluateConfig().protocols))
+    for name in protocols:
+        motion_protocol(name), metric_protocol(name)  # unknown names raise ValueError
+    for path, what in ((args.gt_features, "ground-truth features"), (args.music_60fps, "60 fps music table")):
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file ({what}; built by `dvc repro`)")
+    if not args.pred_dir.is_dir():
+        raise UsageError(f"{args.pred_dir}: not a folder of predictions")
+    dances = read_dance_folder(args.pred_dir)
+    known = set(tables.group_keys(args.music_60fps))
+    for dance in dances:
+        if dance.music_id not in known:
+            raise UsageError(
+                f"{args.pred_dir / (dance.name + '.npz')}: music_id {dance.music_id!r} is not in "
+                f"{args.music_60fps} (its beats are needed for BAS)"
+            )
+    report = evaluation_report({"predictions": dances}, args.gt_features, args.music_60fps, protocols)
+    print(markdown_table(report))
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        _note(f"wrote {args.json}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# convert-checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def read_official_state_dict(path: Path) -> dict:
+    """The tensors of an official checkpoint (a state dict, or a dict holding it under ``model`` /
+    ``state_dict``), read with ``weights_only=True``: a file holding other objects is refused."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such checkpoint file")
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UsageError(
+            f"{path}: refused: the file holds non-tensor objects, which are not unpickled "
+            f"(weights_only load failed: {str(error).splitlines()[0][:200]})"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise UsageError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
+    while isinstance(payload, dict):
+        inner = next((payload[k] for k in ("model", "state_dict") if isinstance(payload.get(k), dict)), None)
+        if inner is None:
+            break
+        payload = inner
+    if not isinstance(payload, dict) or not payload:
+        raise UsageError(f"{path}: no state dict found (expected a dict of tensors, or one under 'model')")
+    others = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
+    if others:
+        raise UsageError(f"{path}: the state dict holds non-tensor entries: {others[:5]}")
+    return payload
+
+
+def _gpt_config(stack: str, config_from: Path | None, faithful: bool):
+    import yaml
+
+    from danceba.models.gpt import GPTConfig
+    from danceba.strict_dataclass import build_dataclass
+
+    if config_from is None:
+        return GPTConfig(stack=stack, faithful=faithful)
+    try:
+        text = config_from.read_text(encoding="utf-8")
+        mapping = json.loads(text) if config_from.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise UsageError(f"{config_from}: cannot read a YAML/JSON config ({error})") from error
+    where = config_from.name
+    if isinstance(mapping, dict) and "train_gpt" in mapping:  # a params.yaml
+        mapping, where = (mapping["train_gpt"] or {}).get("model", {}), f"{where}: train_gpt.model"
+    if not isinstance(mapping, dict):
+        raise UsageError(f"{config_from}: expected a mapping of GPTConfig fields")
+    config = build_dataclass(GPTConfig, {**mapping, "stack": stack}, where)
+    return replace(config, faithful=True) if faithful else config
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from danceba.models.gpt import build_gpt
+    from danceba.models.gpt_weights import official_state_dict
+    from danceba.train.gpt_training import export_gpt
+
+    if args.out.exists() and not args.force:
+        raise UsageError(f"{args.out}: exists; pass --force to replace it")
+    official = read_official_state_dict(args.official)
+    config = _gpt_config(args.stack, args.config_from, args.faithful)
+    mapped = official_state_dict(official, args.stack)
+    dropped = len(official) - len(mapped)
+    model = build_gpt(config)
+    try:
+        result = model.load_state_dict(mapped, strict=False)
+    except RuntimeError as error:  # shapes differ: another size or stack
+        raise UsageError(
+            f"{args.official}: weights do not fit the {args.stack} GPT of this config: {str(error)[:400]}"
+        ) from error
+    print(
+        f"{args.official}: {len(mapped) - len(result.unexpected_keys)} tensors matched; "
+        f"{dropped} official-only entries dropped (attention masks, unused ln_f / PRE linear1, bn1)"
+    )
+    for label, keys in (
+        ("unexpected (in the file, not in the model; ignored)", result.unexpected_keys),
+        ("missing (in the model, not in the file)", result.missing_keys),
+    ):
+        print(f"{label}: {len(keys)}")
+        for key in keys:
+            print(f"  {key}")
+    if result.missing_keys and not args.allow_missing:
+        raise UsageError(
+            f"{args.official}: {len(result.missing_keys)} model weights missing from the file "
+            f"(first: {result.missing_keys[0]}); nothing written (--allow-missing keeps their initial values)"
+        )
+    lineage = {"converted_from": str(args.official), "sha256": _sha256(args.official), "stack": args.stack}
+    metrics = {"missing_keys": len(result.missing_keys), "unexpected_keys": len(result.unexpected_keys)}
+    export_gpt(args.out, model, config, metrics, lineage)
+    print(f"wrote {args.out} ({model.num_parameters()} parameters, {args.stack} stack)")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# lineage
+# ----------------------------------------------------------------------------------------------
+
+
+def run_lineage(args: argparse.Namespace) -> int:
+    from danceba.lineage import format_lineage, lineage
+
+    links = lineage(args.run_id, args.project_root, against=args.against)
+    print(format_lineage(links) if links else f"run {args.run_id}: no dvc.in / dvc.out tags")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# parser and entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="danceba", description="Music to 3D dance (Danceba, ICCV 2025).")
+    parser.add_argument("--version", action="version", version=f"danceba {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    default = " (default: %(default)s)"
+
+    gen = commands.add_parser("generate", help="dance to any song (wav, flac, ogg, mp3)")
+    gen.add_argument(
+        "songs", nargs="+", type=Path, metavar="SONG", help="audio files; outputs keep each stem"
+    )
+    gen.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    gen.add_argument("--gpt", "--checkpoint", type=Path, default=DEFAULT_GPT, help="GPT export" + default)
+    gen.add_argument("--vqvae", type=Path, default=DEFAULT_VQVAE, help="VQ-VAE export" + default)
+    gen.add_argument("--format", type=_formats, default=("npz", "bvh"), help="npz,bvh,mp4 (default: npz,bvh)")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed" + default)
+    gen.add_argument("--temperature", type=_positive_float, default=1.0, help="softmax temperature" + default)
+    gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the K likeliest codes")
+    gen.add_argument("--greedy", action="store_true", help="top-1 codes, as the official sampler")
+    gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
+    gen.add_argument("--genre", help="genre code of the first codes, e.g. gBR (default: the most common)")
+    gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")
+    gen.add_argument("--batch-size", type=_positive_int, default=16, help="songs per batch" + default)
+    gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    gen.set_defaults(run=run_generate)
+
+    ev = commands.add_parser("evaluate", help="FIDk, FIDg, Divk, Divg, BAS of a folder of .npz predictions")
+    ev.add_argument(
+        "pred_dir", type=Path, metavar="PRED_DIR", help="<name>.npz with joints (T,24,3), music_id"
+    )
+    ev.add_argument(
+        "--protocol", action="append", help="bailando and/or corrected (repeatable; default both)"
+    )
+    ev.add_argument("--gt-features", type=Path, default=DEFAULT_GT_FEATURES, help="default: %(default)s")
+    ev.add_argument("--music-60fps", type=Path, default=DEFAULT_MUSIC_60FPS, help="default: %(default)s")
+    ev.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON")
+    ev.set_defaults(run=run_evaluate)
+
+    conv = commands.add_parser(
+        "convert-checkpoint", help="official Danceba/Bailando GPT weights -> GPT export"
+    )
+    conv.add_argument("official", type=Path, metavar="OFFICIAL.pt")
+    conv.add_argument("out", type=Path, metavar="OUT.pt")
+    conv.add_argument("--stack", required=True, choices=("danceba", "bailando"))
+    conv.add_argument(
+        "--config-from",
+        type=Path,
+        default=None,
+        help="params.yaml (train_gpt.model) or a YAML/JSON of GPTConfig fields (default: paper)",
+    )
+    conv.add_argument(
+        "--faithful", action="store_true", help="GPTConfig.faithful=True (the release's quirks)"
+    )
+    conv.add_argument(
+        "--allow-missing", action="store_true", help="write even when model weights are missing"
+    )
+    conv.add_argument("--force", action="store_true", help="replace OUT.pt if it exists")
+    conv.set_defaults(run=run_convert)
+
+    lin = commands.add_parser("lineage", help="the chain of MLflow runs and DVC hashes behind a run")
+    lin.add_argument("run_id", metavar="RUN_ID")
+    lin.add_argument("--project-root", type=Path, default=Path("."), help="default: %(default)s")
+    lin.add_argument(
+        "--against", choices=("workspace", "lock"), default="workspace", help="default: %(default)s"
+    )
+    lin.set_defaults(run=run_lineage)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status (0 ok, 2 bad usage or input)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_INPUT_ERROR
+    try:
+        return args.run(args)
+    except Exception as error:
+        if not _is_input_error(error):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"danceba: error: {message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""The ``danceba`` command line: generate (any song, every refusal), evaluate, convert-checkpoint, lineage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile
+import torch
+
+from danceba import tables
+from danceba.cli import main
+from danceba.evaluation import write_dance, write_gt_features
+from danceba.export.bvh import read_bvh
+from danceba.export.video import probe_media
+from danceba.features.music import BEAT_COLUMN, HOP_LENGTH, SAMPLE_RATE_7P5FPS
+from danceba.lineage import LineageLink, ProducerRun
+from danceba.models.gpt import GPTConfig, build_gpt
+from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig
+from danceba.skeleton import forward_kinematics
+from danceba.train.gpt_training import export_gpt, load_gpt
+from danceba.train.vqvae_training import export_vqvae
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 22050
+TINY_GPT = GPTConfig(
+    n_embd=32,
+    n_head=2,
+    n_layer_base=1,
+    n_layer_head=1,
+    block_size=8,
+    vocab_up=16,
+    vocab_down=16,
+    n_music=438,
+    mamba_d_state=4,
+    mamba_expand=2,
+)
+TINY_VQVAE = VQVAEConfig(width=16, depth=1, emb_width=16, l_bins=16)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fixtures: tiny exports, songs
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    vqvae = SepVQVAER(TINY_VQVAE).train()
+    SepVQVAE.forward(vqvae, torch.randn(2, 64, 72))  # a stage-1 training forward initialises the codebooks
+    paths = {"vqvae": root / "vqvae.pt", "gpt": root / "gpt.pt", "gpt_vocab32": root / "gpt_vocab32.pt"}
+    export_vqvae(paths["vqvae"], vqvae.eval(), TINY_VQVAE, {}, {})
+    export_gpt(paths["gpt"], build_gpt(TINY_GPT), TINY_GPT, {}, {})
+    wide = dataclasses.replace(TINY_GPT, vocab_up=32, vocab_down=32)
+    export_gpt(paths["gpt_vocab32"], build_gpt(wide), wide, {}, {})
+    return paths
+
+
+def click_track(seconds: float, peak: float = 0.5) -> np.ndarray:
+    """A 120 BPM click over a 440 Hz tone, mono float32 at SR."""
+    t = np.arange(int(seconds * SR)) / SR
+    return (peak * (0.4 * np.sin(2 * np.pi * 440 * t) + ((t % 0.5) < 0.01))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("songs")
+    paths = {
+        "wav": root / "beat.wav",
+        "flac": root / "my song (live) [v2].flac",
+        "ogg": root / "tune.ogg",
+        "mp3": root / "tune-2.mp3",
+        "short_mp4": root / "clip 2.5s.wav",
+        "silent": root / "silence.wav",
+        "too_short": root / "half second.wav",
+        "corrupt": root / "broken.wav",
+    }
+    soundfile.write(paths["wav"], click_track(4.0), SR)
+    soundfile.write(paths["flac"], np.stack([click_track(3.0)] * 2, axis=1), SR)  # stereo
+    soundfile.write(paths["ogg"], click_track(3.0), SR)
+    soundfile.write(paths["mp3"], click_track(3.0), SR)
+    soundfile.write(paths["short_mp4"], click_track(2.5), SR)
+    soundfile.write(paths["silent"], np.zeros(3 * SR, np.float32), SR)
+    soundfile.write(paths["too_short"], click_track(0.5), SR)
+    paths["corrupt"].write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
+    return paths
+
+
+def frames_7p5fps(song: Path) -> int:
+    """Music frames at 7.5 fps: 1 + n // 512 of the audio resampled to 3840 Hz."""
+    info = soundfile.info(song)
+    return 1 + math.ceil(info.frames * SAMPLE_RATE_7P5FPS / info.samplerate) // HOP_LENGTH
+
+
+@pytest.fixture(autouse=True)
+def away_from_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty folder, so the default paths (data/tokens.parquet, ...) do not exist."""
+    monkeypatch.chdir(tmp_path)
+
+
+def generate(models: dict[str, Path], songs: list[Path], out: Path, *extra: str) -> int:
+    args = ["generate", *map(str, songs), "--out", str(out), "--gpt", str(models["gpt"])]
+    return main([*args, "--vqvae", str(models["vqvae"]), *extra])
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*")) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------------------------
+
+
+def test_generate_writes_npz_and_bvh_named_after_each_song(models, songs, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    inputs = [songs[k] for k in ("wav", "flac", "ogg", "mp3")]
+    args = ["generate", *map(str, inputs), "--out", str(out), "--seed", "3"]
+    assert main([*args, "--checkpoint", str(models["gpt"]), "--vqvae", str(models["vqvae"])]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{stem}.{fmt}"
+        for stem in ("beat", "my song (live) [v2]", "tune", "tune-2")
+        for fmt in ("bvh", "npz")
+    )
+    for song in inputs:
+        with np.load(out / f"{song.stem}.npz", allow_pickle=False) as data:
+            joints, music_id = data["joints"], str(data["music_id"])
+        assert music_id == song.stem
+        assert joints.shape == (8 * frames_7p5fps(song), 24, 3)
+        assert np.isfinite(joints).all()
+        rotations, _, fps = read_bvh(out / f"{song.stem}.bvh")
+        assert (len(rotations), fps) == (len(joints), 60.0)
+
+
+def test_generate_is_reproducible_with_a_seed(models, songs, tmp_path: Path) -> None:
+    def joints(seed: int, name: str) -> np.ndarray:
+        out = tmp_path / name
+        assert (
+            generate(models, [songs["wav"]], out, "--format", "npz", "--seed", str(seed), "--top-k", "8") == 0
+        )
+        return np.load(out / "beat.npz")["joints"]
+
+    first, again, other = joints(7, "a"), joints(7, "b"), joints(8, "c")
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_generate_first_codes_from_a_tokens_table(models, songs, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.parquet"
+    codes = np.array([[5, 1], [5, 2], [9, 3], [9, 4]], np.float32)  # (up, down) first codes
+    table = {
+        "sequence": ["gBR_a", "gBR_b", "gHO_a", "gHO_b"],
+        "split": ["train", "train", "train", "val"],
+        "up": tables.vector_column(np.repeat(codes[:, :1], 2, axis=1)),
+        "down": tables.vector_column(np.repeat(codes[:, 1:], 2, axis=1)),
+    }
+    tables.write_table(tokens, pa.table(table))
+    base = ["generate", str(songs["wav"]), "--gpt", str(models["gpt"]), "--vqvae", str(models["vqvae"])]
+    base += ["--tokens", str(tokens), "--format", "npz", "--greedy"]
+    assert main([*base, "--out", str(tmp_path / "gho"), "--genre", "gHO"]) == 0
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0  # gBR: the most common genre
+    assert main([*base, "--out", str(tmp_path / "gbr"), "--genre", "gBR"]) == 0
+    load = lambda name: np.load(tmp_path / name / "beat.npz")["joints"]  # noqa: E731
+    np.testing.assert_array_equal(load("default"), load("gbr"))
+    assert not np.array_equal(load("gho"), load("gbr"))
+    assert main([*base, "--out", str(tmp_path / "x"), "--genre", "gKR"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_generate_mp4_has_the_song_as_sound_and_its_duration(models, songs, tmp_path: Path) -> None:
+    out = tmp_path / "video"
+    assert generate(models, [songs["short_mp4"]], out, "--format", "mp4") == 0
+    assert [p.name for p in out.iterdir()] == ["clip 2.5s.mp4"]
+    media = probe_media(out / "clip 2.5s.mp4")
+    assert media["video_streams"] == 1 and media["audio_streams"] == 1
+    assert media["duration_s"] == pytest.approx(8 * frames_7p5fps(songs["short_mp4"]) / 60, abs=0.1)
+    assert media["duration_s"] == pytest.approx(2.5, abs=0.2)
+
+
+@pytest.mark.parametrize(
+    ("case", "named", "problem"),
+    [
+        ("silent", "silent", "silent"),
+        ("corrupt", "corrupt", "cannot decode"),
+        ("missing", "missing", "no such audio file"),
+        ("too_short", "too_short", "too short"),
+        ("vqvae_is_a_gpt", "gpt", "not a VQ-VAE export"),
+        ("gpt_vocab_mismatch", "gpt_vocab32", "wrong architecture"),
+    ],
+)
+def test_generate_refuses_bad_input_and_writes_nothing(models, songs, tmp_path, capsys, case, named, problem):
+    song_list = [songs["wav"]]
+    gpt, vqvae = models["gpt"], models["vqvae"]
+    if case in ("silent", "corrupt", "too_short"):
+        song_list.append(songs[case])
+    elif case == "missing":
+        song_list.append(tmp_path / "missing.wav")
+    elif case == "vqvae_is_a_gpt":
+        vqvae = models["gpt"]
+    else:
+        gpt = models["gpt_vocab32"]
+    culprit = {"missing": tmp_path / "missing.wav"}.get(named) or songs.get(named) or models[named]
+    out = tmp_path / "out"
+    args = ["generate", *map(str, song_list), "--out", str(out), "--gpt", str(gpt), "--vqvae", str(vqvae)]
+    assert main([*args, "--format", "npz,bvh,mp4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"danceba: error: {culprit}: "), err
+    assert problem in err[0]
+    assert files_under(out) == []
+
+
+def test_generate_rolls_back_when_a_later_write_fails(models, songs, tmp_path, monkeypatch, capsys):
+    import danceba.song
+
+    real = danceba.song.write_song_outputs
+
+    def fail_on_bvh(out, song, joints, formats, *rest):
+        if "bvh" in formats:
+            raise OSError(f"{out / song.name}.bvh: disk full")
+        return real(out, song, joints, formats, *rest)
+
+    monkeypatch.setattr(danceba.song, "write_song_outputs", fail_on_bvh)
+    out = tmp_path / "out"
+    assert generate(models, [songs["wav"]], out, "--format", "npz,bvh") == 2
+    assert "disk full" in capsys.readouterr().err
+    assert files_under(out) == []
+
+
+def test_generate_usage_errors(models, songs, tmp_path, capsys) -> None:
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--format", "npz,gif") == 2
+    assert "npz,bvh,mp4" in capsys.readouterr().err
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--temperature", "0") == 2
+    assert generate(models, [songs["wav"], songs["wav"]], tmp_path / "o") == 2  # same output name twice
+    assert "same output name" in capsys.readouterr().err
+    assert files_under(tmp_path / "o") == []
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+
+
+def dance(rng: np.random.Generator, frames: int = 240) -> np.ndarray:
+    """(T, 24, 3) joints of smooth random SMPL poses."""
+    t = np.linspace(0, 4 * np.pi, frames)[:, None]
+    poses = 0.3 * np.sin(t * rng.uniform(0.5, 2.0, 72) + rng.uniform(0, 6, 72))
+    trans = np.concatenate([0.2 * np.sin(t), 0.9 + 0.05 * np.cos(3 * t), 0.1 * t], axis=1)
+    return forward_kinematics(poses, trans).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def evaluation_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    names = [f"gBR_sBM_cAll_d0{i}_mBR0_ch01" for i in range(6)]
+    paths = {k: root / f"{k}.parquet" for k in ("joints", "sequences", "gt", "music60")}
+    groups = (tables.frame_table("sequence", n, "joints", dance(rng).reshape(-1, 72)) for n in names)
+    tables.write_grouped_table(paths["joints"], groups)
+    tables.write_table(paths["sequences"], pa.table({"sequence": names}))
+    write_gt_features(paths["joints"], paths["sequences"], paths["gt"], ("bailando", "corrected"))
+    features = rng.normal(size=(300, 438)).astype(np.float32)
+    features[:, BEAT_COLUMN] = (np.arange(300) % 30 == 0).astype(np.float32)
+    tables.write_grouped_table(
+        paths["music60"], [tables.frame_table("music_id", "mBR0", "features", features)]
+    )
+    predictions = root / "predictions"
+    for i in range(3):
+        write_dance(predictions / f"piece {i}.npz", dance(rng), "mBR0")
+    paths["predictions"] = predictions
+    return paths
+
+
+def test_evaluate_prints_the_table_and_writes_json(evaluation_tables, tmp_path, capsys) -> None:
+    paths = evaluation_tables
+    args = ["evaluate", str(paths["predictions"]), "--gt-features", str(paths["gt"])]
+    args += ["--music-60fps", str(paths["music60"]), "--json", str(tmp_path / "m.json")]
+    assert main([*args, "--protocol", "corrected"]) == 0
+    out = capsys.readouterr().out
+    assert "### Protocol `corrected`" in out and "bailando`" not in out
+    row = next(line for line in out.splitlines() if line.startswith("| predictions |"))
+    assert all(math.isfinite(float(cell)) for cell in row.strip("|").split("|")[1:])
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert list(report) == ["corrected"] and set(report["corrected"]["predictions"]) == {
+        "fid_k",
+        "fid_g",
+        "div_k",
+        "div_g",
+        "bas",
+    }
+    assert all(math.isfinite(v) for v in report["corrected"]["predictions"].values())
+
+
+def test_evaluate_refuses_bad_folders(evaluation_tables, tmp_path, capsys) -> None:
+    paths = evaluation_tables
+    tables_args = ["--gt-features", str(paths["gt"]), "--music-60fps", str(paths["music60"])]
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty"), *tables_args]) == 2
+    assert "no .npz predictions" in capsys.readouterr().err
+    unknown = tmp_path / "unknown"
+    write_dance(unknown / "a.npz", np.zeros((64, 24, 3)), "mBR0")
+    write_dance(unknown / "b.npz", np.zeros((64, 24, 3)), "mXX9")
+    assert main(["evaluate", str(unknown), *tables_args]) == 2
+    err = capsys.readouterr().err
+    assert str(unknown / "b.npz") in err and "mXX9" in err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.npz").write_bytes(b"not a zip")
+    assert main(["evaluate", str(tmp_path / "bad"), *tables_args]) == 2
+    assert "x.npz" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# convert-checkpoint
+# ----------------------------------------------------------------------------------------------
+
+
+def official_layout(state: dict[str, torch.Tensor], stack: str) -> dict[str, torch.Tensor]:
+    """Our state dict in the released naming: DataParallel prefix, mask buffers, unused ln_f / PRE parts."""
+    official = {f"module.{k}": v.clone() for k, v in state.items()}
+    blocks = {k.rsplit(".attn.", 1)[0] for k in state if ".attn." in k}
+    for block in blocks:
+        official[f"module.{block}.attn.mask"] = torch.tril(torch.ones(1, 1, 8, 8))
+    if stack == "danceba":
+        official["module.gpt_head.ln_f.weight"] = torch.ones(32)
+        official["module.gpt_head.ln_f.bias"] = torch.zeros(32)
+        official["module.gpt_base.pos_emb.pos_emb_1.linear1.weight"] = torch.zeros(32, 257)
+        official["module.gpt_base.pos_emb.pos_emb_1.bn1.running_mean"] = torch.zeros(32)
+    return official
+
+
+@pytest.mark.parametrize("stack", ["danceba", "bailando"])
+def test_convert_checkpoint_round_trip_reports_unmatched_keys(tmp_path, capsys, stack) -> None:
+    config = dataclasses.replace(TINY_GPT, stack=stack)
+    torch.manual_seed(1)
+    state = build_gpt(config).state_dict()
+    official = official_layout(state, stack)
+    official["module.gpt_head.bogus.weight"] = torch.zeros(3)
+    torch.save({"model": official, "epoch": 300, "optimizer": {"state": {}}}, tmp_path / "official.pt")
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    (tmp_path / "tiny.json").write_text(json.dumps(fields))
+    args = ["convert-checkpoint", str(tmp_path / "official.pt"), str(tmp_path / "ours.pt"), "--stack", stack]
+    assert main([*args, "--config-from", str(tmp_path / "tiny.json")]) == 0
+    out = capsys.readouterr().out
+    assert "unexpected (in the file, not in the model; ignored): 1\n  gpt_head.bogus.weight" in out
+    assert "missing (in the model, not in the file): 0" in out
+    converted = load_gpt(tmp_path / "ours.pt").state_dict()
+    assert converted.keys() == state.keys()
+    assert all(torch.equal(converted[k], state[k]) for k in state)
+    assert main([*args, "--config-from", str(tmp_path / "tiny.json")]) == 2  # never silently overwritten
+
+
+def test_convert_checkpoint_refuses_pickled_objects_and_missing_weights(tmp_path, capsys) -> None:
+    state = build_gpt(TINY_GPT).state_dict()
+    (tmp_path / "tiny.json").write_text(json.dumps({"n_embd": 32, "n_head": 2, "n_layer_base": 1}))
+    torch.save({"model": official_layout(state, "danceba"), "args": Path("x")}, tmp_path / "pickled.pt")
+    args = ["--stack", "danceba", "--config-from", str(tmp_path / "tiny.json")]
+    assert main(["convert-checkpoint", str(tmp_path / "pickled.pt"), str(tmp_path / "a.pt"), *args]) == 2
+    assert "non-tensor objects" in capsys.readouterr().err
+    fields = {f.name: getattr(TINY_GPT, f.name) for f in dataclasses.fields(TINY_GPT)}
+    (tmp_path / "tiny.json").write_text(json.dumps(fields))
+    partial = {k: v for k, v in official_layout(state, "danceba").items() if "head_up" not in k}
+    torch.save(partial, tmp_path / "partial.pt")  # a bare state dict
+    assert main(["convert-checkpoint", str(tmp_path / "partial.pt"), str(tmp_path / "b.pt"), *args]) == 2
+    assert "gpt_head.head_up.weight" in capsys.readouterr().out
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
+    wrong = dataclasses.replace(TINY_GPT, n_embd=64)
+    (tmp_path / "wrong.json").write_text(
+        json.dumps({f.name: getattr(wrong, f.name) for f in dataclasses.fields(wrong)})
+    )
+    wrong_args = ["--stack", "danceba", "--config-from", str(tmp_path / "wrong.json")]
+    assert (
+        main(["convert-checkpoint", str(tmp_path / "partial.pt"), str(tmp_path / "c.pt"), *wrong_args]) == 2
+    )
+    assert "weights do not fit" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# lineage, --version
+# ----------------------------------------------------------------------------------------------
+
+
+def test_lineage_prints_the_chain(monkeypatch, tmp_path, capsys) -> None:
+    import danceba.lineage
+
+    producer = ProducerRun("3f2a1b9c00", "evaluate", "1a2b3c4d5e6f", "false", "FINISHED", "0", {})
+    links = [LineageLink(0, "reports/metrics.json", "abcdef0123", producer, "abcdef0123", False, False)]
+    calls = []
+    monkeypatch.setattr(danceba.lineage, "lineage", lambda *a, **k: calls.append((a, k)) or links)
+    assert main(["lineage", "3f2a1b9c00", "--project-root", str(tmp_path)]) == 0
+    assert calls == [(("3f2a1b9c00", tmp_path), {"against": "workspace"})]
+    assert "reports/metrics.json [md5 abcdef01…] ← run 3f2a1b9c (evaluate" in capsys.readouterr().out
+
+    def unknown(*args, **kwargs):
+        raise ValueError("run 'nope': not found in the tracking store")
+
+    monkeypatch.setattr(danceba.lineage, "lineage", unknown)
+    assert main(["lineage", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("danceba: error: run 'nope'")
+
+
+def test_console_script_version() -> None:
+    script = Path(sys.executable).parent / "danceba"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "danceba 0.1.0"
+    assert main(["--version"]) == 0
