@@ -18,7 +18,10 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test lint format bench clean
+SEEDS ?= 5
+CONFIG ?= embedded
+
+.PHONY: setup run test lint format bench sweep ui config clean
 
 setup: $(STAMP)
 
@@ -48,6 +51,20 @@ bench: setup
 	$(BIN)/python -m bench.bench_features --out bench/out/features.json
 	$(BIN)/python -m bench.bench_metrics --out bench/out/metrics.json
 	$(BIN)/python -m bench.bench_mamba_scan --out bench/out/mamba_scan.json
+	$(BIN)/python -m bench.bench_generate --size small --threads 1 --out bench/out/generate.json
+	$(BIN)/python -m bench.bench_train --out bench/out/train.json
+
+# Seed sweep (Prefect flow; each seed a DVC experiment and an MLflow child run).
+sweep: setup
+	$(BIN)/python -m pipelines.flows sweep --seeds $(SEEDS)
+
+# The MLflow UI on the project's SQLite store.
+ui: setup
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+# Switch params.yaml to a named configuration in configs/ (embedded | paper).
+config: setup
+	$(BIN)/python -m danceba.configs $(CONFIG)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

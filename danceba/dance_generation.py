@@ -37,6 +37,7 @@ class GenerateConfig:
     seed: int = 0
     decode: Literal["exact", "cached"] = "exact"
     batch_size: int = 16
+    sample_videos: int = 1  # MP4s (skeleton + music) of the first generated dances, for a look
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.mode, self.temperature, self.top_k or None, self.seed, self.decode)

@@ -20,6 +20,7 @@ from danceba.config import load_params
 from danceba.data.windows import load_joints, sequences_in_splits
 from danceba.evaluation import (
     Dance,
+    EvaluateConfig,
     evaluation_report,
     markdown_table,
     mismatched_dances,
@@ -27,7 +28,7 @@ from danceba.evaluation import (
     read_dance_folder,
 )
 from danceba.report_plots import plot_beats, plot_metric_bars
-from pipelines.stage import exit_with, log, run_stage, stage_parser
+from pipelines.stage import exit_with, log, numeric_leaves, run_stage, stage_parser, tracked
 
 
 def ground_truth_dances(joints: Path, sequences: Path, names: list[str]) -> list[Dance]:
@@ -37,6 +38,29 @@ def ground_truth_dances(joints: Path, sequences: Path, names: list[str]) -> list
     return [Dance(name, motions[name], index.loc[name, "music_id"]) for name in names]
 
 
+def evaluate_generated(args: argparse.Namespace, config: EvaluateConfig) -> dict:
+    """Score ground truth, the model and the baselines; write the report, the table and the plots."""
+    names = sequences_in_splits(args.sequences, config.splits)
+    ground_truth = ground_truth_dances(args.joints, args.sequences, names)
+    rows = {
+        "ground_truth": ground_truth,
+        "model": read_dance_folder(args.generated / "model"),
+        "random_codes": read_dance_folder(args.generated / "random_codes"),
+        "mismatched_gt": mismatched_dances(ground_truth, config.baseline_seed),
+    }
+    report = evaluation_report(rows, args.gt_features, args.music_60fps, config.protocols)
+    out = args.out_dir
+    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(out / "metrics.md", markdown_table(report))
+    for protocol, protocol_rows in report.items():
+        plot_metric_bars(out / "plots" / f"metrics_{protocol}.png", protocol_rows, protocol)
+    beats = music_beat_onehots(args.music_60fps, [d.music_id for d in rows["model"]])
+    for dance in rows["model"][: config.plot_pieces]:
+        plot_beats(out / "plots" / f"beats_{dance.name}.png", dance, beats[dance.music_id])
+    log.info("\n%s", markdown_table(report))
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     for name in ("--joints", "--sequences", "--gt-features", "--music-60fps", "--generated", "--out-dir"):
@@ -44,24 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).evaluate
-        names = sequences_in_splits(args.sequences, config.splits)
-        ground_truth = ground_truth_dances(args.joints, args.sequences, names)
-        rows = {
-            "ground_truth": ground_truth,
-            "model": read_dance_folder(args.generated / "model"),
-            "random_codes": read_dance_folder(args.generated / "random_codes"),
-            "mismatched_gt": mismatched_dances(ground_truth, config.baseline_seed),
-        }
-        report = evaluation_report(rows, args.gt_features, args.music_60fps, config.protocols)
-        out = args.out_dir
-        write_text_atomic(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-        write_text_atomic(out / "metrics.md", markdown_table(report))
-        for protocol, protocol_rows in report.items():
-            plot_metric_bars(out / "plots" / f"metrics_{protocol}.png", protocol_rows, protocol)
-        beats = music_beat_onehots(args.music_60fps, [d.music_id for d in rows["model"]])
-        for dance in rows["model"][: config.plot_pieces]:
-            plot_beats(out / "plots" / f"beats_{dance.name}.png", dance, beats[dance.music_id])
-        log.info("\n%s", markdown_table(report))
+        inputs = [args.joints, args.sequences, args.gt_features, args.music_60fps, args.generated]
+        outputs = [args.out_dir / "metrics.json", args.out_dir / "metrics.md", args.out_dir / "plots"]
+        with tracked("evaluate", args, config, inputs=inputs, outputs=outputs) as run:
+            report = evaluate_generated(args, config)
+            run.log_metrics(dict(numeric_leaves(report)))
+            for output in outputs:
+                run.log_artifact(output)
+            for video in sorted(args.generated.glob("*.mp4")):
+                run.log_artifact(video, "videos")
 
     return run_stage(body, parser, argv)
 

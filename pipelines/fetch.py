@@ -14,7 +14,7 @@ from pathlib import Path
 
 from danceba.config import DataConfig, load_params
 from danceba.data import aistpp, mini
-from pipelines.stage import exit_with, log, run_stage, stage_parser
+from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 
 def fetch_dataset(config: DataConfig, out: Path) -> None:
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="folder to write the AIST++ layout into")
 
     def body(args: argparse.Namespace) -> None:
-        fetch_dataset(load_params(args.params).data, args.out)
+        config = load_params(args.params).data
+        with tracked("fetch", args, config, inputs=[], outputs=[args.out]):
+            fetch_dataset(config, args.out)
 
     return run_stage(body, parser, argv)
 

@@ -16,12 +16,20 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.config import load_params
-from danceba.dance_generation import Song, generate_dances, ground_truth_first_codes, random_code_dances
+from danceba.dance_generation import (
+    GenerateConfig,
+    Song,
+    generate_dances,
+    ground_truth_first_codes,
+    random_code_dances,
+)
+from danceba.data.aistpp import AistppLayout
 from danceba.data.windows import read_sequence_index
 from danceba.evaluation import write_dance
+from danceba.export.video import render_dance_video
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
-from pipelines.stage import exit_with, log, run_stage, stage_parser
+from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 
 def test_songs(
@@ -42,25 +50,34 @@ def test_songs(
     return songs, dict(zip(index["sequence"], index["music_id"], strict=True))
 
 
+def generate_test_dances(args: argparse.Namespace, config: GenerateConfig) -> None:
+    """Generate the model's and the random-codes baseline's dances; render the first one as a video."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    gpt, vqvae = load_gpt(args.gpt, device).to(device), load_vqvae(args.vqvae, device).to(device)
+    songs, music_of = test_songs(args.sequences, args.tokens, args.music, config.splits)
+    log.info("generating %d dances (%s, %s decoding) on %s", len(songs), config.mode, config.decode, device)
+    dances = generate_dances(gpt, vqvae, songs, config.sampling(), config.batch_size)
+    lengths = {name: len(joints) // 8 for name, joints in dances.items()}
+    baselines = random_code_dances(vqvae, lengths, config.seed)
+    for row, produced in (("model", dances), ("random_codes", baselines)):
+        for name, joints in tqdm(produced.items(), desc=f"write {row}", unit="dance"):
+            write_dance(args.out / row / f"{name}.npz", joints, music_of[name])
+    if config.sample_videos:
+        for name in sorted(dances)[: config.sample_videos]:
+            wav = AistppLayout(args.raw).wav_path(music_of[name])
+            render_dance_video(args.out / f"sample_{name}.mp4", dances[name], audio_path=wav, title=name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
-    for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--out"):
+    for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--raw", "--out"):
         parser.add_argument(name, required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).generate
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        gpt, vqvae = load_gpt(args.gpt, device).to(device), load_vqvae(args.vqvae, device).to(device)
-        songs, music_of = test_songs(args.sequences, args.tokens, args.music, config.splits)
-        log.info(
-            "generating %d dances (%s, %s decoding) on %s", len(songs), config.mode, config.decode, device
-        )
-        dances = generate_dances(gpt, vqvae, songs, config.sampling(), config.batch_size)
-        lengths = {name: len(joints) // 8 for name, joints in dances.items()}
-        baselines = random_code_dances(vqvae, lengths, config.seed)
-        for row, produced in (("model", dances), ("random_codes", baselines)):
-            for name, joints in tqdm(produced.items(), desc=f"write {row}", unit="dance"):
-                write_dance(args.out / row / f"{name}.npz", joints, music_of[name])
+        inputs = [args.gpt, args.vqvae, args.tokens, args.sequences, args.music, args.raw]
+        with tracked("generate", args, config, inputs=inputs, outputs=[args.out], seed=config.seed):
+            generate_test_dances(args, config)
 
     return run_stage(body, parser, argv)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from danceba.config import load_params
 from danceba.evaluation import write_gt_features
-from pipelines.stage import exit_with, log, run_stage, stage_parser
+from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,9 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
-        protocols = load_params(args.params).evaluate.protocols
-        count = write_gt_features(args.joints, args.sequences, args.out, protocols)
-        log.info("ground-truth features of %d sequences for protocols %s", count, ", ".join(protocols))
+        config = load_params(args.params).evaluate
+        with tracked("gt_features", args, config, inputs=[args.joints, args.sequences], outputs=[args.out]):
+            count = write_gt_features(args.joints, args.sequences, args.out, config.protocols)
+        log.info("ground-truth features of %d sequences for %s", count, ", ".join(config.protocols))
 
     return run_stage(body, parser, argv)
 

@@ -24,7 +24,7 @@ from danceba.atomic import write_text_atomic
 from danceba.config import JointsConfig, load_params
 from danceba.data import aistpp
 from danceba.skeleton import forward_kinematics
-from pipelines.stage import exit_with, run_stage, stage_parser
+from pipelines.stage import exit_with, numeric_leaves, run_stage, stage_parser, tracked
 
 
 def sequence_splits(layout: aistpp.AistppLayout) -> dict[str, str]:
@@ -114,8 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--summary", required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
-        summary = write_joints_tables(args.raw, args.joints, args.sequences, load_params(args.params).joints)
-        write_text_atomic(args.summary, json.dumps(summary, indent=2) + "\n")
+        config = load_params(args.params).joints
+        outputs = [args.joints, args.sequences, args.summary]
+        with tracked("joints", args, config, inputs=[args.raw], outputs=outputs) as run:
+            summary = write_joints_tables(args.raw, args.joints, args.sequences, config)
+            write_text_atomic(args.summary, json.dumps(summary, indent=2) + "\n")
+            run.log_metrics(dict(numeric_leaves(summary)))
 
     return run_stage(body, parser, argv)
 

@@ -20,7 +20,7 @@ from danceba import tables
 from danceba.config import MusicFeaturesConfig, load_params
 from danceba.data import aistpp
 from danceba.features import music
-from pipelines.stage import exit_with, run_stage, stage_parser
+from pipelines.stage import exit_with, run_stage, stage_parser, tracked
 
 MOTION_FPS = music.SAMPLE_RATE_60FPS / music.HOP_LENGTH
 TOKEN_FPS = music.SAMPLE_RATE_7P5FPS / music.HOP_LENGTH
@@ -75,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).music_features
-        write_music_features(args.raw, args.sequences, args.out_motion_fps, args.out_token_fps, config)
+        outputs = [args.out_motion_fps, args.out_token_fps]
+        with tracked("music_features", args, config, inputs=[args.raw, args.sequences], outputs=outputs):
+            write_music_features(args.raw, args.sequences, args.out_motion_fps, args.out_token_fps, config)
 
     return run_stage(body, parser, argv)
 

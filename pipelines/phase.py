@@ -18,7 +18,7 @@ from tqdm import tqdm
 from danceba import tables
 from danceba.config import PhaseConfig, load_params
 from danceba.features.phase import phase_table
-from pipelines.stage import exit_with, run_stage, stage_parser
+from pipelines.stage import exit_with, run_stage, stage_parser, tracked
 
 
 def phase_rows(music_id: str, music_7p5fps: np.ndarray, config: PhaseConfig) -> pa.Table:
@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
-        write_phase_table(args.music, args.out, load_params(args.params).phase)
+        config = load_params(args.params).phase
+        with tracked("phase", args, config, inputs=[args.music], outputs=[args.out]):
+            write_phase_table(args.music, args.out, config)
 
     return run_stage(body, parser, argv)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("danceba")
 
@@ -39,6 +43,46 @@ def run_stage(
 def is_main_process() -> bool:
     """False on the non-zero ranks of a ``torchrun`` launch (only rank 0 writes stage outputs)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def tracked(
+    stage: str,
+    args: argparse.Namespace,
+    section: Any,
+    *,
+    inputs: Sequence[Path],
+    outputs: Sequence[Path],
+    seed: int | None = None,
+) -> contextlib.AbstractContextManager:
+    """The stage's MLflow run (``danceba.tracking.stage_run``), on rank 0 only; a no-op run elsewhere.
+
+    The project root (store location, dvc.lock) is the folder of ``--params``.
+    """
+    from danceba.config import load_params, section_as_dict
+    from danceba.tracking import NullStageRun, stage_run
+
+    if not is_main_process():
+        return contextlib.nullcontext(NullStageRun())
+    params_path = Path(args.params).resolve()
+    return stage_run(
+        stage,
+        section_as_dict(section),
+        inputs=list(inputs),
+        outputs=list(outputs),
+        seed=seed,
+        data_source=load_params(params_path).data.source,
+        project_root=params_path.parent,
+    )
+
+
+def numeric_leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """``(dotted.key, value)`` for every finite number in a nested dict (for MLflow metrics)."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from numeric_leaves(value, f"{name}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            yield name, float(value)
 
 
 def exit_with(code: int) -> None:

@@ -11,7 +11,7 @@ from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.motion_tokens import write_tokens
 from danceba.train.vqvae_training import load_vqvae
-from pipelines.stage import exit_with, log, run_stage, stage_parser
+from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,11 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).tokenize
-        counts = write_tokens(
-            load_vqvae(args.vqvae), args.joints, args.sequences, args.music, args.out, config
-        )
-        log.info("token windows per split: %s", counts)
-        write_text_atomic(args.summary, json.dumps({"windows": counts}, indent=2) + "\n")
+        inputs = [args.vqvae, args.joints, args.sequences, args.music]
+        with tracked("tokenize", args, config, inputs=inputs, outputs=[args.out]) as run:
+            vqvae = load_vqvae(args.vqvae)
+            counts = write_tokens(vqvae, args.joints, args.sequences, args.music, args.out, config)
+            log.info("token windows per split: %s", counts)
+            write_text_atomic(args.summary, json.dumps({"windows": counts}, indent=2) + "\n")
+            run.log_metrics({f"windows.{split}": n for split, n in counts.items()})
 
     return run_stage(body, parser, argv)
 

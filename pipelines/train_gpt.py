@@ -14,7 +14,7 @@ from pathlib import Path
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.train.gpt_training import export_gpt, train_gpt
-from pipelines.stage import exit_with, is_main_process, log, run_stage, stage_parser
+from pipelines.stage import exit_with, is_main_process, log, numeric_leaves, run_stage, stage_parser, tracked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,15 +27,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).train_gpt
-        model, _, metrics = train_gpt(args.tokens, args.music, config, args.runs, args.reports)
-        log.info(
-            "GPT: val CE %.3f nats vs uniform %.3f",
-            metrics["final_val_ce"] or float("nan"),
-            metrics["uniform_ce"],
-        )
-        if is_main_process():
-            export_gpt(args.model_out, model, config.model, metrics, {})
-            write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        inputs, seed = [args.tokens, args.music], config.train.seed
+        with tracked("train_gpt", args, config, inputs=inputs, outputs=[args.model_out], seed=seed) as run:
+            model, _, metrics = train_gpt(
+                args.tokens, args.music, config, args.runs, args.reports, run.lineage, run.on_log
+            )
+            log.info("GPT: val CE %.3f nats (uniform %.3f)", metrics["final_val_ce"], metrics["uniform_ce"])
+            if is_main_process():
+                export_gpt(args.model_out, model, config.model, metrics, run.lineage)
+                write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+                run.log_metrics(dict(numeric_leaves(metrics)))
+                run.log_artifact(args.reports)
+                run.register_model(args.model_out, "danceba-gpt")
 
     return run_stage(body, parser, argv)
 

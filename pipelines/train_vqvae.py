@@ -15,7 +15,7 @@ from pathlib import Path
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.train.vqvae_training import export_vqvae, train_vqvae
-from pipelines.stage import exit_with, is_main_process, run_stage, stage_parser
+from pipelines.stage import exit_with, is_main_process, numeric_leaves, run_stage, stage_parser, tracked
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,10 +28,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).train_vqvae
-        result = train_vqvae(args.joints, args.sequences, config, args.runs, args.reports)
-        if is_main_process():
-            export_vqvae(args.model_out, result.model, config.model, result.metrics, {})
-            write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
+        inputs = [args.joints, args.sequences]
+        seed = config.stage1.train.seed
+        with tracked("train_vqvae", args, config, inputs=inputs, outputs=[args.model_out], seed=seed) as run:
+            result = train_vqvae(
+                args.joints, args.sequences, config, args.runs, args.reports, run.lineage, run.on_log
+            )
+            if is_main_process():
+                export_vqvae(args.model_out, result.model, config.model, result.metrics, run.lineage)
+                write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
+                run.log_metrics(dict(numeric_leaves(result.metrics)))
+                run.log_artifact(args.reports)
+                run.register_model(args.model_out, "danceba-vqvae")
 
     return run_stage(body, parser, argv)
 

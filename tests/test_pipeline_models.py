@@ -142,6 +142,8 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 str(chain["sequences"]),
                 "--music",
                 str(chain["music7"]),
+                "--raw",
+                str(chain["raw"]),
                 "--out",
                 str(p["generated"]),
             ]
@@ -243,3 +245,28 @@ def test_evaluation_report(models: dict[str, Path]) -> None:
     assert "| model |" in table and "Protocol `corrected`" in table
     assert (models["reports"] / "plots" / "metrics_bailando.png").stat().st_size > 1000
     assert list((models["reports"] / "plots").glob("beats_*.png"))
+
+
+def test_every_stage_logged_an_mlflow_run_and_the_lineage_walks_back(models: dict[str, Path]) -> None:
+    from danceba.lineage import format_lineage, lineage
+    from danceba.tracking import configure_tracking, mlflow_client
+
+    root = models["params"].parent
+    client = mlflow_client(configure_tracking(root))
+    experiment = client.get_experiment_by_name("danceba")
+    runs = client.search_runs([experiment.experiment_id])
+    by_stage = {run.data.tags["danceba.stage"]: run for run in runs}
+    assert {"train_vqvae", "tokenize", "train_gpt", "generate", "gt_features", "evaluate"} <= set(by_stage)
+    for run in by_stage.values():
+        assert run.info.status == "FINISHED"
+        assert "git.commit" in run.data.tags and "lib.torch" in run.data.tags
+    gpt_run = by_stage["train_gpt"]
+    assert gpt_run.data.tags["danceba.seed"] == "42"
+    assert "train.optim.lr" in gpt_run.data.params or any(k.endswith("optim.lr") for k in gpt_run.data.params)
+    history = client.get_metric_history(gpt_run.info.run_id, "val_loss")
+    assert len(history) >= 2 and history[0].step < history[-1].step
+    assert client.search_model_versions("name = 'danceba-gpt'")
+    links = lineage(by_stage["evaluate"].info.run_id, root)
+    producers = {link.producer.stage for link in links if link.producer is not None}
+    assert {"generate", "train_gpt", "tokenize", "train_vqvae"} <= producers
+    assert "train_gpt" in format_lineage(links)

@@ -1,0 +1,637 @@
+"""Prefect flows: ``reproduce`` (the DVC chain, stage by stage) and ``sweep`` (N seeds as DVC experiments).
+
+Commands (project root; the Makefile exports the quiet/offline environment)::
+
+    python -m pipelines.flows reproduce                      # every stage of dvc.yaml, in DAG order
+    python -m pipelines.flows reproduce --stage phase        # one stage and what it depends on
+    python -m pipelines.flows sweep --seeds 5 --jobs 2       # seeds 0..4, two experiments at a time
+    python -m pipelines.flows sweep --seed-list 3 7 11       # explicit seeds
+    python -m pipelines.flows sweep --seeds 5 --rerun        # ignore finished seeds' records
+
+No Prefect server is needed: with ``PREFECT_API_URL`` unset, each command starts Prefect's temporary
+local server. ``main`` defaults the environment to quiet and offline (``DO_NOT_TRACK``, no DVC/MLflow/
+Prefect analytics, a 120 s ephemeral-server start-up timeout, ``PREFECT_HOME=<project>/.prefect``);
+variables already set win.
+
+DVC stays the single source of truth for what runs: ``reproduce`` runs one Prefect task per stage,
+``dvc repro --single-item <stage>``, in the order of ``dvc.yaml``'s DAG, so caching and ``dvc.lock``
+work exactly as with ``dvc repro`` (Prefect's own task caching is off). Download stages
+(:data:`DOWNLOAD_STAGES`) are retried. One MLflow parent run per flow; every stage subprocess gets
+``DANCEBA_PARENT_RUN_ID`` so its own run (``danceba.tracking.stage_run``) becomes a child.
+Stage commands find this interpreter's ``python`` (its folder is put first on ``PATH``).
+
+``sweep``: the *seed-dependent* stages are those listing a key of :data:`SEED_PARAMS` among their
+params, plus everything downstream of them (here ``train_gpt``, ``generate``, ``evaluate``). The
+other (upstream) stages run once, first, in the workspace (as in ``reproduce``); then every seed is a
+DVC experiment (``seed-<s>``, every seed key set to ``s``) run in its own temporary copy, where DVC
+restores the upstream outputs from the shared cache and re-runs only the seed-dependent stages. Each
+seed is a Prefect task (at most ``jobs`` at once, retried ``seed_retries`` times) and an MLflow child
+run of the sweep's parent run, and the DVC stages of that experiment nest under it. Each seed leaves
+``reports/sweep/seed-<s>.json`` (status, attempts, metrics, experiment rev; see
+:mod:`danceba.sweep`), and its log in ``seed-<s>.log``. The sweep then writes ``reports/sweep.json``
+(status per seed + mean/std/min/max per metric) and ``reports/sweep.md``, and logs both (and the
+summary metrics) on the parent run. A failed seed does not stop the others; the command exits 1 if
+any seed failed. Restarted, the sweep skips seeds recorded ``ok`` under the same fingerprint (git
+commit, code changes, params without the seed, upstream data).
+
+Parallel DVC experiments (DVC 3.67.1): concurrent ``dvc exp run --temp`` processes share one git
+stash; measured on 2 cores, 4 simultaneous starts fail about 1 in 4 with "Unable to acquire lock", and
+a finishing process pops the next entry of the shared stash, which may be another process's
+experiment. So each seed runs :mod:`pipelines.dvc_experiment`: the same DVC code path as
+``dvc exp run --temp -S <seed keys>=<s> --name seed-<s>``, with a stash of its own. (``dvc exp run
+--queue`` + ``dvc queue start --jobs N`` is parallel too, but in detached Celery workers that Prefect
+cannot schedule, limit or retry.)
+
+Dask: the task runner is a parameter (``--task-runner``). ``prefect-dask`` and ``dask`` are not in
+``requirements-lock.txt``; to run the seeds on a Dask cluster (workers must see the project folder at
+the same path, e.g. a shared file system)::
+
+    .venv/bin/pip install "prefect-dask==0.3.7"      # brings dask[distributed]
+    python -m pipelines.flows sweep --seeds 5 --jobs 5 --task-runner dask          # local cluster
+    dask scheduler --port 8786 &                                                  # or a real cluster:
+    dask worker tcp://HOST:8786 --nworkers 5 --nthreads 1 &                       # (on each machine)
+    python -m pipelines.flows sweep --seeds 5 --jobs 5 --task-runner dask --dask-address tcp://HOST:8786
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from danceba.atomic import write_text_atomic
+from danceba.sweep import (
+    STATUS_FAILED,
+    STATUS_OK,
+    SeedRecord,
+    experiment_name,
+    flatten_metrics,
+    format_sweep_markdown,
+    read_seed_records,
+    seed_overrides,
+    seeds_to_run,
+    sweep_fingerprint,
+    sweep_report,
+    sweep_seeds,
+    write_seed_record,
+)
+from danceba.tracking import (
+    PARENT_RUN_ENV,
+    PARENT_TAG,
+    QUIET_ENV,
+    NullStageRun,
+    StageRun,
+    configure_tracking,
+    experiment_id,
+    flatten_params,
+    git_state,
+    library_versions,
+    mlflow_client,
+    retry_locked,
+    tracking_enabled,
+)
+from pipelines import dvc_experiment
+
+SEED_PARAMS: tuple[str, ...] = ("train_gpt.train.seed",)
+DOWNLOAD_STAGES: tuple[str, ...] = ("fetch",)
+METRICS_FILE = "reports/metrics.json"
+REPORTS_DIR = "reports"
+DEFAULT_SEEDS = 5
+DEFAULT_JOBS = 2
+MLFLOW_EXPERIMENT = "danceba"
+CODE_ROOT = Path(__file__).resolve().parents[1]
+_PREFECT_DEFAULTS = {  # env var -> (Prefect setting, value), applied only when the env var is unset
+    "PREFECT_SERVER_ANALYTICS_ENABLED": ("server.analytics_enabled", False),
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": ("server.ephemeral.startup_timeout_seconds", 120),
+}
+
+
+class CommandFailed(RuntimeError):
+    """A DVC stage or experiment subprocess exited non-zero."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The DVC graph
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageInfo:
+    """One pipeline stage of dvc.yaml: its name, its params keys, the stages it reads from."""
+
+    name: str
+    params: tuple[str, ...]
+    upstream: tuple[str, ...]
+
+
+def dvc_stages(project_root: str | Path) -> list[StageInfo]:
+    """The pipeline stages of the DVC project, upstream first (ties in dvc.yaml order)."""
+    import networkx as nx
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+    from dvc.stage import PipelineStage
+
+    root = Path(project_root).resolve()
+    with Repo(os.fspath(root)) as repo:
+        graph = repo.index.graph  # edges: stage -> the stage whose output it depends on
+        position = {stage: i for i, stage in enumerate(repo.index.stages)}
+        order = nx.lexicographical_topological_sort(
+            graph.reverse(copy=True), key=lambda s: f"{position[s]:09d}"
+        )
+        stages = []
+        for stage in order:
+            if not isinstance(stage, PipelineStage):
+                continue  # a .dvc file: data, no command
+            params = tuple(
+                key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params
+            )
+            upstream = tuple(
+                stage_address(s.path, s.name, root)
+                for s in graph.successors(stage)
+                if isinstance(s, PipelineStage)
+            )
+            stages.append(StageInfo(stage_address(stage.path, stage.name, root), params, upstream))
+    return stages
+
+
+def stage_address(dvcfile: str | Path, name: str, project_root: Path) -> str:
+    """How ``dvc repro`` names a stage from the project root: ``name``, or ``sub/dvc.yaml:name``."""
+    relative = Path(os.path.relpath(dvcfile, project_root)).as_posix()
+    return name if relative == "dvc.yaml" else f"{relative}:{name}"
+
+
+def seed_dependent(stages: Sequence[StageInfo], seed_params: Sequence[str]) -> set[str]:
+    """Stages that list a seed key among their params, and every stage downstream of them."""
+    seeded = {s.name for s in stages if set(s.params) & set(seed_params)}
+    for stage in stages:  # upstream first, so one pass reaches every descendant
+        if set(stage.upstream) & seeded:
+            seeded.add(stage.name)
+    return seeded
+
+
+def with_upstream(stages: Sequence[StageInfo], targets: Sequence[str]) -> list[str]:
+    """``targets`` and every stage they depend on, in pipeline order; unknown names raise."""
+    by_name = {s.name: s for s in stages}
+    unknown = [t for t in targets if t not in by_name]
+    if unknown:
+        raise ValueError(f"stages {unknown}: not in dvc.yaml (stages: {', '.join(by_name)})")
+    wanted, todo = set(), list(targets)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(by_name[name].upstream)
+    return [s.name for s in stages if s.name in wanted]
+
+
+# ---------------------------------------------------------------------------------------------
+# Subprocesses
+# ---------------------------------------------------------------------------------------------
+
+
+def subprocess_env(parent_run_id: str | None = None) -> dict[str, str]:
+    """The environment for DVC: quiet/offline defaults, this interpreter first on PATH, the parent run."""
+    env = {**QUIET_ENV, **os.environ}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if parent_run_id:
+        env[PARENT_RUN_ENV] = parent_run_id
+    return env
+
+
+def run_command(
+    command: Sequence[str], label: str, cwd: Path, env: Mapping[str, str], log_path: Path | None = None
+) -> None:
+    """Run ``command``; output to ``log_path`` (appended) or inherited; non-zero exit raises CommandFailed.
+
+    The error names ``label``, the exit code and, with a log, its last ``ERROR`` line and the log's path.
+    """
+    with contextlib.ExitStack() as stack:
+        log = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = stack.enter_context(log_path.open("a", encoding="utf-8"))
+            log.write(f"\n$ {' '.join(command)}\n")
+            log.flush()
+        code = subprocess.run(
+            list(command), cwd=cwd, env=dict(env), stdout=log, stderr=log, check=False
+        ).returncode
+    if code != 0:
+        detail = ""
+        if log_path is not None:
+            detail = (
+                f": {last_error(log_path.read_text(encoding='utf-8', errors='replace'))} (log: {log_path})"
+            )
+        raise CommandFailed(f"{label} exited {code}{detail}")
+
+
+def last_error(log_text: str) -> str:
+    """The last line of ``log_text`` that starts with ``ERROR``, else its last non-empty line."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or ["no output"])[-1]
+
+
+def dvc_command(*args: str) -> list[str]:
+    """``dvc <args>`` with the DVC of this interpreter."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def git_output(project_root: Path, *args: str) -> str:
+    """stdout of ``git <args>`` in the project; a failure raises CommandFailed."""
+    done = subprocess.run(
+        ["git", "-C", str(project_root), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise CommandFailed(f"git {' '.join(args)} in {project_root}: {done.stderr.strip()}")
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tracked_run(
+    project_root: Path,
+    name: str,
+    *,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Iterator[StageRun | NullStageRun]:
+    """An MLflow run (child of ``parent_run_id`` if given); ended FAILED on an exception, KILLED on Ctrl-C."""
+    if not tracking_enabled():
+        yield NullStageRun()
+        return
+    uri = configure_tracking(project_root)
+    client = mlflow_client(uri)
+    commit, dirty = git_state(project_root)
+    lineage = {"git.commit": commit, "git.dirty": dirty, "mlflow.source.git.commit": commit}
+    lineage |= library_versions() | dict(tags or {})
+    run_tags = {**lineage, PARENT_TAG: parent_run_id} if parent_run_id else dict(lineage)
+    experiment = experiment_id(client, MLFLOW_EXPERIMENT, uri)
+    run = retry_locked(client.create_run, experiment, tags=run_tags, run_name=name)
+    tracker = StageRun(client, run, name, lineage)
+    try:
+        if params:
+            from mlflow.entities import Param
+
+            batch = [Param(k, v) for k, v in flatten_params(params).items()]
+            retry_locked(client.log_batch, tracker.run_id, params=batch)
+        yield tracker
+    except BaseException as error:
+        retry_locked(
+            client.set_terminated, tracker.run_id, "FAILED" if isinstance(error, Exception) else "KILLED"
+        )
+        raise
+    else:
+        retry_locked(client.set_terminated, tracker.run_id, "FINISHED")
+
+
+# ---------------------------------------------------------------------------------------------
+# reproduce
+# ---------------------------------------------------------------------------------------------
+
+
+@task(name="dvc-repro-stage", task_run_name="repro-{stage}", cache_policy=NO_CACHE)
+def repro_stage(project_root: str, stage: str, parent_run_id: str | None = None) -> str:
+    """``dvc repro --single-item <stage>`` (skipped by DVC when nothing it depends on changed)."""
+    command = dvc_command("repro", "--single-item", stage)
+    run_command(
+        command, f"dvc repro --single-item {stage}", Path(project_root), subprocess_env(parent_run_id)
+    )
+    return stage
+
+
+def repro_in_order(
+    project_root: Path,
+    stages: Sequence[str],
+    parent_run_id: str | None,
+    download_retries: int,
+    download_retry_delay_s: float,
+) -> None:
+    """Run ``repro_stage`` for each stage in turn; download stages get retries."""
+    retrying = repro_stage.with_options(retries=download_retries, retry_delay_seconds=download_retry_delay_s)
+    for stage in stages:
+        runner = retrying if stage in DOWNLOAD_STAGES else repro_stage
+        runner(str(project_root), stage, parent_run_id)
+
+
+@flow(name="danceba-reproduce")
+def reproduce(
+    project_root: str = ".",
+    stages: list[str] | None = None,
+    download_retries: int = 3,
+    download_retry_delay_s: float = 10.0,
+) -> list[str]:
+    """Reproduce the DVC chain (or ``stages`` and their upstream), one task per stage; returns the stages run."""
+    root = Path(project_root).resolve()
+    graph = dvc_stages(root)
+    names = with_upstream(graph, stages) if stages else [s.name for s in graph]
+    with tracked_run(root, "reproduce", tags={"danceba.flow": "reproduce"}, params={"stages": names}) as run:
+        repro_in_order(root, names, run.run_id, download_retries, download_retry_delay_s)
+        if (root / "dvc.lock").exists():
+            run.log_artifact(root / "dvc.lock")
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def current_fingerprint(project_root: Path, upstream: Sequence[str], seed_params: Sequence[str]) -> str:
+    """The sweep fingerprint of the workspace as it is now (see ``danceba.sweep.sweep_fingerprint``)."""
+    head = git_output(project_root, "rev-parse", "HEAD").strip()
+    excluded = (
+        ":(exclude)dvc.lock",
+        ":(exclude)params.yaml",
+        ":(exclude,glob)**/.gitignore",
+    )  # DVC edits these
+    diff = git_output(project_root, "diff", "HEAD", "--binary", "--", ".", *excluded)
+    params_path, lock_path = project_root / "params.yaml", project_root / "dvc.lock"
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8")) if params_path.exists() else {}
+    lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) if lock_path.exists() else {}
+    locked = (lock or {}).get("stages", {})
+    return sweep_fingerprint(head, diff, params or {}, seed_params, {s: locked.get(s) for s in upstream})
+
+
+def run_experiment(
+    project_root: Path,
+    name: str,
+    overrides: Sequence[str],
+    metrics_file: str,
+    parent_run_id: str | None,
+    log_path: Path,
+) -> dict[str, Any]:
+    """Run one DVC experiment in its own process (:mod:`pipelines.dvc_experiment`); ``{"rev", "metrics"}``."""
+    result_path = log_path.with_name(f".{name}.result.json")
+    result_path.unlink(missing_ok=True)
+    env = subprocess_env(parent_run_id)
+    env[dvc_experiment.CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
+    command = dvc_experiment.command(project_root, name, overrides, metrics_file, result_path)
+    run_command(command, f"experiment {name}", project_root, env, log_path)
+    try:
+        return json.loads(result_path.read_text(encoding="utf-8"))
+    finally:
+        result_path.unlink(missing_ok=True)
+
+
+@task(name="sweep-seed", task_run_name="seed-{seed}", cache_policy=NO_CACHE)
+def run_seed(
+    project_root: str,
+    seed: int,
+    fingerprint: str,
+    seed_params: list[str],
+    metrics_file: str,
+    records_dir: str,
+    parent_run_id: str | None = None,
+) -> dict[str, Any]:
+    """One seed: its DVC experiment, its MLflow child run and its record (written on success and failure)."""
+    from prefect.runtime import task_run
+
+    root, name = Path(project_root), experiment_name(seed)
+    attempt = int(task_run.run_count or 1)
+    overrides = seed_overrides(seed, seed_params)
+    tags = {
+        "danceba.flow": "sweep",
+        "danceba.seed": str(seed),
+        "dvc.exp.name": name,
+        "danceba.attempt": str(attempt),
+    }
+    start = time.monotonic()
+    try:
+        with tracked_run(
+            root, name, parent_run_id=parent_run_id, tags=tags, params={"overrides": overrides}
+        ) as run:
+            log_path = Path(records_dir) / f"{name}.log"
+            result = run_experiment(
+                root, name, overrides, metrics_file, run.run_id or parent_run_id, log_path
+            )
+            run.log_metrics(flatten_metrics(result["metrics"]))
+            run.set_tags({"dvc.exp.rev": result["rev"]})
+    except Exception as error:
+        failed = SeedRecord(
+            seed, STATUS_FAILED, attempt, fingerprint, experiment=name, error=str(error)[-2000:]
+        )
+        write_seed_record(records_dir, _timed(failed, start))
+        raise
+    record = SeedRecord(seed, STATUS_OK, attempt, fingerprint, result["metrics"], name, result["rev"])
+    write_seed_record(records_dir, _timed(record, start))
+    return record.to_json()
+
+
+def _timed(record: SeedRecord, start: float) -> SeedRecord:
+    from dataclasses import replace
+
+    return replace(record, seconds=round(time.monotonic() - start, 3))
+
+
+def run_windowed(
+    submit: Callable[[int], PrefectFuture[Any]], items: Sequence[int], jobs: int
+) -> dict[int, Any]:
+    """Submit ``items`` keeping at most ``jobs`` running (whatever the task runner); ``{item: state}``."""
+    if jobs < 1:
+        raise ValueError(f"jobs: need at least 1, got {jobs}")
+    pending, running, states = list(items), {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            item = pending.pop(0)
+            running[submit(item)] = item
+        finished = next(iter(as_completed(list(running))))
+        states[running.pop(finished)] = finished.state
+    return states
+
+
+@flow(name="danceba-sweep", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_JOBS))
+def sweep(
+    project_root: str = ".",
+    seeds: int | list[int] = DEFAULT_SEEDS,
+    jobs: int = DEFAULT_JOBS,
+    seed_retries: int = 1,
+    seed_retry_delay_s: float = 5.0,
+    rerun: bool = False,
+    seed_params: list[str] | None = None,
+    metrics_file: str = METRICS_FILE,
+    reports_dir: str = REPORTS_DIR,
+    download_retries: int = 3,
+    download_retry_delay_s: float = 10.0,
+) -> dict[str, Any]:
+    """Train, generate and evaluate under each seed; returns the report written to ``<reports>/sweep.json``.
+
+    ``seeds``: a count N (seeds 0..N-1) or a list. ``jobs``: experiments at once. ``rerun``: ignore
+    finished seeds' records. ``seed_params``: the params.yaml keys set to the seed (default
+    :data:`SEED_PARAMS`).
+    """
+    root = Path(project_root).resolve()
+    keys = list(seed_params or SEED_PARAMS)
+    seed_list = sweep_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in seeds]
+    graph = dvc_stages(root)
+    seeded = seed_dependent(graph, keys)
+    if not seeded:
+        raise ValueError(f"dvc.yaml: no stage lists any of the seed params {keys} (nothing to sweep)")
+    upstream = [s.name for s in graph if s.name not in seeded]
+    records_dir = root / reports_dir / "sweep"
+    params = {"seeds": seed_list, "jobs": jobs, "seed_params": keys, "seed_stages": sorted(seeded)}
+    with tracked_run(root, "sweep", tags={"danceba.flow": "sweep"}, params=params) as parent:
+        repro_in_order(root, upstream, parent.run_id, download_retries, download_retry_delay_s)
+        fingerprint = current_fingerprint(root, upstream, keys)
+        todo = seed_list if rerun else seeds_to_run(seed_list, read_seed_records(records_dir), fingerprint)
+        seed_task = run_seed.with_options(retries=seed_retries, retry_delay_seconds=seed_retry_delay_s)
+        states = run_windowed(
+            lambda s: seed_task.submit(
+                str(root), s, fingerprint, keys, metrics_file, str(records_dir), parent.run_id
+            ),
+            todo,
+            jobs,
+        )
+        record_lost_seeds(records_dir, states, fingerprint)
+        report = sweep_report(seed_list, read_seed_records(records_dir), fingerprint, keys)
+        report["skipped"] = [s for s in seed_list if s not in todo]
+        json_path, md_path = write_sweep_reports(root / reports_dir, report)
+        log_summary(parent, report, json_path, md_path)
+    return report
+
+
+def record_lost_seeds(records_dir: Path, states: Mapping[int, Any], fingerprint: str) -> None:
+    """A failed task that left no failed record of this sweep (e.g. a lost Dask worker) gets one."""
+    records = read_seed_records(records_dir)
+    for seed, state in states.items():
+        record = records.get(seed)
+        if state.is_completed() or (record is not None and record.fingerprint == fingerprint):
+            continue
+        write_seed_record(
+            records_dir, SeedRecord(seed, STATUS_FAILED, 0, fingerprint, error=str(state.message))
+        )
+
+
+def write_sweep_reports(reports_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
+    """``<reports>/sweep.json`` and ``<reports>/sweep.md`` (status table + metric tables)."""
+    json_path, md_path = reports_dir / "sweep.json", reports_dir / "sweep.md"
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(md_path, format_sweep_markdown(report))
+    return json_path, md_path
+
+
+def log_summary(run: StageRun | NullStageRun, report: Mapping[str, Any], *paths: Path) -> None:
+    """Summary statistics as metrics (``<path>.mean`` ...), seed statuses as tags, the reports as artifacts."""
+    metrics = {
+        f"{path}.{stat}": value
+        for path, stats in report["summary"]["metrics"].items()
+        for stat in ("mean", "std", "min", "max")
+        if (value := stats[stat]) is not None
+    }
+    run.log_metrics({**metrics, "sweep.n_ok": report["n_ok"], "sweep.n_failed": report["n_failed"]})
+    run.set_tags({f"sweep.seed.{seed}": entry["status"] for seed, entry in report["seeds"].items()})
+    for path in paths:
+        run.log_artifact(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def make_task_runner(kind: str, jobs: int, dask_address: str | None = None) -> Any:
+    """``threads`` (default: a thread pool of ``jobs``) or ``dask`` (needs prefect-dask; see the docstring)."""
+    if kind == "threads":
+        return ThreadPoolTaskRunner(max_workers=jobs)
+    if kind == "dask":
+        try:
+            from prefect_dask import DaskTaskRunner
+        except ImportError as error:
+            raise ValueError(
+                '--task-runner dask: install it first: pip install "prefect-dask==0.3.7"'
+            ) from error
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": jobs, "threads_per_worker": 1})
+    raise ValueError(f"--task-runner: expected threads or dask, got {kind!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``python -m pipelines.flows`` command line."""
+    main_parser = argparse.ArgumentParser(
+        prog="python -m pipelines.flows", description=__doc__.splitlines()[0]
+    )
+    commands = main_parser.add_subparsers(dest="command", required=True)
+    repro = commands.add_parser("reproduce", help="run the DVC chain, one Prefect task per stage")
+    repro.add_argument("--stage", action="append", dest="stages", help="only this stage and its upstream")
+    swp = commands.add_parser("sweep", help="train/generate/evaluate under N seeds, mean ± std")
+    group = swp.add_mutually_exclusive_group()
+    group.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..N-1 (default: %(default)s)")
+    group.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds")
+    swp.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, help="experiments at once (default: %(default)s)"
+    )
+    swp.add_argument("--seed-retries", type=int, default=1)
+    swp.add_argument("--seed-retry-delay", type=float, default=5.0)
+    swp.add_argument("--rerun", action="store_true", help="re-run seeds that already finished")
+    swp.add_argument("--seed-param", action="append", dest="seed_params", help=f"default: {SEED_PARAMS}")
+    swp.add_argument("--metrics", default=METRICS_FILE)
+    swp.add_argument("--reports", default=REPORTS_DIR)
+    swp.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
+    swp.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
+    for sub in (repro, swp):
+        sub.add_argument("--project", default=".", help="the DVC project root (default: %(default)s)")
+        sub.add_argument("--download-retries", type=int, default=3)
+        sub.add_argument("--download-retry-delay", type=float, default=10.0)
+    return main_parser
+
+
+def quiet_prefect_settings(project_root: Path) -> dict[str, Any]:
+    """Prefect settings for an offline, quiet run, except those the environment sets itself."""
+    updates = {setting: value for env, (setting, value) in _PREFECT_DEFAULTS.items() if env not in os.environ}
+    if "PREFECT_HOME" not in os.environ:
+        updates["home"] = str(project_root / ".prefect")
+    return updates
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; 0 on success, 1 when a sweep seed failed (the reports are still written)."""
+    args = parser().parse_args(argv)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    from prefect.settings import temporary_settings
+
+    root = Path(args.project).resolve()
+    with temporary_settings(updates=quiet_prefect_settings(root)):
+        if args.command == "reproduce":
+            reproduce(str(root), args.stages, args.download_retries, args.download_retry_delay)
+            return 0
+        runner = make_task_runner(args.task_runner, args.jobs, args.dask_address)
+        report = sweep.with_options(task_runner=runner)(
+            project_root=str(root),
+            seeds=args.seed_list or args.seeds,
+            jobs=args.jobs,
+            seed_retries=args.seed_retries,
+            seed_retry_delay_s=args.seed_retry_delay,
+            rerun=args.rerun,
+            seed_params=args.seed_params,
+            metrics_file=args.metrics,
+            reports_dir=args.reports,
+            download_retries=args.download_retries,
+            download_retry_delay_s=args.download_retry_delay,
+        )
+    print((root / args.reports / "sweep.md").read_text(encoding="utf-8"))
+    return 1 if report["n_failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
