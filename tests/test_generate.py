@@ -18,23 +18,10 @@ from danceba.generate import (
 )
 from danceba.models.gpt import GPTConfig, build_gpt
 from danceba.models.incremental import IncrementalDecoder, new_position_terms
+from tests.tiny_models import BLOCK, N_MUSIC, VOCAB
+from tests.tiny_models import TINY_GPT as TINY
 
-BLOCK, VOCAB, N_MUSIC = 8, 16, 12
 WINDOW = BLOCK - 1
-TINY = GPTConfig(
-    n_embd=32,
-    n_head=2,
-    n_layer_base=1,
-    n_layer_head=1,
-    block_size=BLOCK,
-    vocab_up=VOCAB,
-    vocab_down=VOCAB,
-    n_music=N_MUSIC,
-    mamba_d_state=4,
-    mamba_expand=2,
-    pre_n_fft=16,
-    pre_hop_length=8,
-)
 CAUSAL = {
     "bailando": dataclasses.replace(TINY, stack="bailando"),
     "danceba_no_pre": dataclasses.replace(TINY, pre=False),

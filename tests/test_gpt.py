@@ -20,22 +20,8 @@ from danceba.models.gpt import GPTConfig, build_gpt, parameter_counts
 from danceba.models.gpt_weights import official_state_dict
 from danceba.models.mamba import Mamba
 from danceba.models.pmmm import PMMMBlock
-
-BLOCK, VOCAB, N_MUSIC = 8, 16, 12
-TINY = GPTConfig(
-    n_embd=32,
-    n_head=2,
-    n_layer_base=1,
-    n_layer_head=1,
-    block_size=BLOCK,
-    vocab_up=VOCAB,
-    vocab_down=VOCAB,
-    n_music=N_MUSIC,
-    mamba_d_state=4,
-    mamba_expand=2,
-    pre_n_fft=16,  # 9 bins; the tiny music window (t x 12 samples) is far shorter than 512
-    pre_hop_length=8,  # <= n_music, so a t-frame window has >= t phase frames
-)
+from tests.tiny_models import BLOCK, N_MUSIC, VOCAB
+from tests.tiny_models import TINY_GPT as TINY
 
 
 def tiny(**changes) -> GPTConfig:
