@@ -35,9 +35,9 @@ any seed failed. Restarted, the sweep skips seeds recorded ``ok`` under the same
 commit, code changes, params without the seed, upstream data).
 
 Parallel DVC experiments (DVC 3.67.1): concurrent ``dvc exp run --temp`` processes share one git
-stash; measured on 2 cores, 4 simultaneous starts fail about 1 in 4 with "Unable to acquire lock", and
-a finishing process pops the next entry of the shared stash, which may be another process's
-experiment. So each seed runs :mod:`pipelines.dvc_experiment`: the same DVC code path as
+stash; measured on 2 cores, 2 of 8 processes started 4 at a time failed with "Unable to acquire lock",
+and (from DVC's code) a finishing process pops the next entry of the shared stash, which may be
+another process's experiment. So each seed runs :mod:`pipelines.dvc_experiment`: the same DVC code path as
 ``dvc exp run --temp -S <seed keys>=<s> --name seed-<s>``, with a stash of its own. (``dvc exp run
 --queue`` + ``dvc queue start --jobs N`` is parallel too, but in detached Celery workers that Prefect
 cannot schedule, limit or retry.)
@@ -57,13 +57,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,7 @@ from danceba.tracking import (
     tracking_enabled,
 )
 from pipelines import dvc_experiment
+from pipelines.dvc_graph import dvc_stages, seed_dependent, with_upstream
 
 SEED_PARAMS: tuple[str, ...] = ("train_gpt.train.seed",)
 DOWNLOAD_STAGES: tuple[str, ...] = ("fetch",)
@@ -122,80 +123,6 @@ _PREFECT_DEFAULTS = {  # env var -> (Prefect setting, value), applied only when 
 
 class CommandFailed(RuntimeError):
     """A DVC stage or experiment subprocess exited non-zero."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The DVC graph
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StageInfo:
-    """One pipeline stage of dvc.yaml: its name, its params keys, the stages it reads from."""
-
-    name: str
-    params: tuple[str, ...]
-    upstream: tuple[str, ...]
-
-
-def dvc_stages(project_root: str | Path) -> list[StageInfo]:
-    """The pipeline stages of the DVC project, upstream first (ties in dvc.yaml order)."""
-    import networkx as nx
-    from dvc.dependency.param import ParamsDependency
-    from dvc.repo import Repo
-    from dvc.stage import PipelineStage
-
-    root = Path(project_root).resolve()
-    with Repo(os.fspath(root)) as repo:
-        graph = repo.index.graph  # edges: stage -> the stage whose output it depends on
-        position = {stage: i for i, stage in enumerate(repo.index.stages)}
-        order = nx.lexicographical_topological_sort(
-            graph.reverse(copy=True), key=lambda s: f"{position[s]:09d}"
-        )
-        stages = []
-        for stage in order:
-            if not isinstance(stage, PipelineStage):
-                continue  # a .dvc file: data, no command
-            params = tuple(
-                key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params
-            )
-            upstream = tuple(
-                stage_address(s.path, s.name, root)
-                for s in graph.successors(stage)
-                if isinstance(s, PipelineStage)
-            )
-            stages.append(StageInfo(stage_address(stage.path, stage.name, root), params, upstream))
-    return stages
-
-
-def stage_address(dvcfile: str | Path, name: str, project_root: Path) -> str:
-    """How ``dvc repro`` names a stage from the project root: ``name``, or ``sub/dvc.yaml:name``."""
-    relative = Path(os.path.relpath(dvcfile, project_root)).as_posix()
-    return name if relative == "dvc.yaml" else f"{relative}:{name}"
-
-
-def seed_dependent(stages: Sequence[StageInfo], seed_params: Sequence[str]) -> set[str]:
-    """Stages that list a seed key among their params, and every stage downstream of them."""
-    seeded = {s.name for s in stages if set(s.params) & set(seed_params)}
-    for stage in stages:  # upstream first, so one pass reaches every descendant
-        if set(stage.upstream) & seeded:
-            seeded.add(stage.name)
-    return seeded
-
-
-def with_upstream(stages: Sequence[StageInfo], targets: Sequence[str]) -> list[str]:
-    """``targets`` and every stage they depend on, in pipeline order; unknown names raise."""
-    by_name = {s.name: s for s in stages}
-    unknown = [t for t in targets if t not in by_name]
-    if unknown:
-        raise ValueError(f"stages {unknown}: not in dvc.yaml (stages: {', '.join(by_name)})")
-    wanted, todo = set(), list(targets)
-    while todo:
-        name = todo.pop()
-        if name not in wanted:
-            wanted.add(name)
-            todo.extend(by_name[name].upstream)
-    return [s.name for s in stages if s.name in wanted]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +298,7 @@ def current_fingerprint(project_root: Path, upstream: Sequence[str], seed_params
     return sweep_fingerprint(head, diff, params or {}, seed_params, {s: locked.get(s) for s in upstream})
 
 
-def run_experiment(
+def run_seed_experiment(
     project_root: Path,
     name: str,
     overrides: Sequence[str],
@@ -421,7 +348,7 @@ def run_seed(
             root, name, parent_run_id=parent_run_id, tags=tags, params={"overrides": overrides}
         ) as run:
             log_path = Path(records_dir) / f"{name}.log"
-            result = run_experiment(
+            result = run_seed_experiment(
                 root, name, overrides, metrics_file, run.run_id or parent_run_id, log_path
             )
             run.log_metrics(flatten_metrics(result["metrics"]))
@@ -438,9 +365,7 @@ def run_seed(
 
 
 def _timed(record: SeedRecord, start: float) -> SeedRecord:
-    from dataclasses import replace
-
-    return replace(record, seconds=round(time.monotonic() - start, 3))
+    return dataclasses.replace(record, seconds=round(time.monotonic() - start, 3))
 
 
 def run_windowed(
@@ -455,11 +380,12 @@ def run_windowed(
             item = pending.pop(0)
             running[submit(item)] = item
         finished = next(iter(as_completed(list(running))))
+        finished.wait()  # sets the final state (`.state` alone may read a stale one from the API)
         states[running.pop(finished)] = finished.state
     return states
 
 
-@flow(name="danceba-sweep", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_JOBS))
+@flow(name="danceba-sweep", task_runner=ThreadPoolTaskRunner())  # `jobs` limits the seeds running at once
 def sweep(
     project_root: str = ".",
     seeds: int | list[int] = DEFAULT_SEEDS,
@@ -510,11 +436,13 @@ def sweep(
 
 
 def record_lost_seeds(records_dir: Path, states: Mapping[int, Any], fingerprint: str) -> None:
-    """A failed task that left no failed record of this sweep (e.g. a lost Dask worker) gets one."""
+    """A seed whose task failed without writing its failed record (e.g. a lost Dask worker) gets one."""
     records = read_seed_records(records_dir)
     for seed, state in states.items():
         record = records.get(seed)
-        if state.is_completed() or (record is not None and record.fingerprint == fingerprint):
+        if state.is_completed() or (
+            record and record.status == STATUS_FAILED and record.fingerprint == fingerprint
+        ):
             continue
         write_seed_record(
             records_dir, SeedRecord(seed, STATUS_FAILED, 0, fingerprint, error=str(state.message))
