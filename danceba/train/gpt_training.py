@@ -21,8 +21,8 @@ from danceba import tables
 from danceba.data.windows import TokenWindows
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
-from danceba.strict_dataclass import build_dataclass
-from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, save_checkpoint, to_plain_config
+from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, to_plain_config
+from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.optim import OptimConfig
@@ -164,28 +164,9 @@ def check_vocabulary(data: TokenWindows, config: GPTConfig, tokens: Path) -> Non
 
 def export_gpt(path: Path, model: CrossCondGPT, config: GPTConfig, metrics: dict, lineage: dict) -> None:
     """Write the trained GPT (weights + model config + metrics + lineage) for generation."""
-    save_checkpoint(
-        path,
-        {
-            "kind": "CrossCondGPT",
-            "model": model.state_dict(),
-            "config": to_plain_config(config),
-            "metrics": to_plain_config(metrics),
-            "lineage": to_plain_config(lineage),
-        },
-    )
+    save_export(path, "CrossCondGPT", model, config, metrics, lineage)
 
 
 def load_gpt(path: Path, map_location: str | torch.device = "cpu") -> CrossCondGPT:
     """The exported GPT in eval mode; a checkpoint of another kind or architecture is refused by name."""
-    payload = load_checkpoint(path, map_location)
-    if payload.get("kind") != "CrossCondGPT":
-        raise ValueError(f"{path}: not a GPT export (kind {payload.get('kind')!r}, expected 'CrossCondGPT')")
-    model = build_gpt(build_dataclass(GPTConfig, payload["config"], "gpt"))
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise ValueError(
-            f"{path}: weights do not match the stored architecture: {str(error)[:300]}"
-        ) from error
-    return model.eval()
+    return load_export(path, "CrossCondGPT", GPTConfig, build_gpt, "GPT", map_location)

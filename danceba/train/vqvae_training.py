@@ -33,8 +33,8 @@ from danceba.models.vqvae import (
     with_root_velocity,
     zero_root,
 )
-from danceba.strict_dataclass import build_dataclass
-from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, save_checkpoint, to_plain_config
+from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, to_plain_config
+from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.optim import OptimConfig
@@ -80,9 +80,14 @@ def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:
     return torch.from_numpy(windows)
 
 
-def phase1_evaluator(windows: torch.Tensor, batch: int = 64) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """Validation of phase 1: loss and MPJPE (mm) of root-relative joints on held-out windows."""
-    target = zero_root(windows)
+def mpjpe_evaluator(
+    target: torch.Tensor, root_is_velocity: bool, batch: int = 64
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """Validation on held-out windows (M, T, 72): the model's loss and the MPJPE (mm) of its reconstruction.
+
+    Phase 1 (``root_is_velocity=False``, root zeroed): root-relative joints. Phase 2 (root velocity in
+    channels [:3]): full joints with the root integrated from the predicted velocity, from the origin.
+    """
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
@@ -93,32 +98,8 @@ def phase1_evaluator(windows: torch.Tensor, batch: int = 64) -> Callable[[torch.
             losses.append(float(terms["loss"]) * len(chunk))
             errors.append(
                 mpjpe_mm(
-                    joints_from_bailando_layout(recon, root_is_velocity=False),
-                    joints_from_bailando_layout(chunk, root_is_velocity=False),
-                )
-                * len(chunk)
-            )
-        return {"val_loss": sum(losses) / len(target), BEST_METRIC: sum(errors) / len(target)}
-
-    return evaluate
-
-
-def phase2_evaluator(windows: torch.Tensor, batch: int = 64) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """Validation of phase 2: loss and MPJPE (mm) of full joints, root integrated from the predicted velocity."""
-    target = with_root_velocity(windows)
-
-    def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        device = next(model.parameters()).device
-        losses, errors = [], []
-        for chunk in target.split(batch):
-            chunk = chunk.to(device)
-            _, terms = model(chunk)
-            recon = model.decode(*model.encode(chunk))
-            losses.append(float(terms["loss"]) * len(chunk))
-            errors.append(
-                mpjpe_mm(
-                    joints_from_bailando_layout(recon, root_is_velocity=True),
-                    joints_from_bailando_layout(chunk, root_is_velocity=True),
+                    joints_from_bailando_layout(recon, root_is_velocity),
+                    joints_from_bailando_layout(chunk, root_is_velocity),
                 )
                 * len(chunk)
             )
@@ -174,7 +155,7 @@ def train_vqvae(
         _phase_train_config(config.stage1),
         config.stage1.optim,
         run_dir / "stage1",
-        phase1_evaluator(held_out(eval1, config.max_eval_windows)),
+        mpjpe_evaluator(zero_root(held_out(eval1, config.max_eval_windows)), root_is_velocity=False),
         on_log=_prefixed(on_log, "stage1/"),
         lineage=lineage,
         run_config={"model": to_plain_config(config.model)},
@@ -192,7 +173,7 @@ def train_vqvae(
         _phase_train_config(config.stage2),
         config.stage2.optim,
         run_dir / "stage2",
-        phase2_evaluator(held_out(eval1, config.max_eval_windows)),
+        mpjpe_evaluator(with_root_velocity(held_out(eval1, config.max_eval_windows)), root_is_velocity=True),
         on_log=_prefixed(on_log, "stage2/"),
         lineage=lineage,
         run_config={"model": to_plain_config(config.model)},
@@ -224,23 +205,9 @@ def _best_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def export_vqvae(path: Path, model: SepVQVAER, config: VQVAEConfig, metrics: dict, lineage: dict) -> None:
     """Write the trained VQ-VAE (weights + model config + metrics + lineage) for the later stages."""
-    save_checkpoint(
-        path,
-        {
-            "kind": "SepVQVAER",
-            "model": model.state_dict(),
-            "config": to_plain_config(config),
-            "metrics": to_plain_config(metrics),
-            "lineage": to_plain_config(lineage),
-        },
-    )
+    save_export(path, "SepVQVAER", model, config, metrics, lineage)
 
 
 def load_vqvae(path: Path, map_location: str | torch.device = "cpu") -> SepVQVAER:
-    """The exported VQ-VAE, in eval mode; a checkpoint of another kind is refused by name."""
-    payload = load_checkpoint(path, map_location)
-    if payload.get("kind") != "SepVQVAER":
-        raise ValueError(f"{path}: not a VQ-VAE export (kind {payload.get('kind')!r}, expected 'SepVQVAER')")
-    model = SepVQVAER(build_dataclass(VQVAEConfig, payload["config"], "vqvae"))
-    model.load_state_dict(payload["model"])
-    return model.eval()
+    """The exported VQ-VAE, in eval mode; a checkpoint of another kind or architecture is refused by name."""
+    return load_export(path, "SepVQVAER", VQVAEConfig, SepVQVAER, "VQ-VAE", map_location)
