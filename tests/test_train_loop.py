@@ -3,6 +3,7 @@ weights_only checkpoints, optimiser schedule, sampler and seeding. A 2-layer MLP
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -409,3 +410,14 @@ def test_seed_everything_seeds_all_generators_and_offsets_by_rank(monkeypatch) -
     finally:
         seed_everything(11, deterministic=False)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_run_folder_digest_ignores_what_a_resume_may_change() -> None:
+    from danceba.train.checkpoint import config_digest
+    from danceba.train.gpt_training import TrainGPTConfig
+
+    base = TrainGPTConfig()
+    longer = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=99, device="cpu"))
+    other_lr = dataclasses.replace(base, optim=dataclasses.replace(base.optim, lr=1e-3))
+    assert config_digest(longer) == config_digest(base)
+    assert config_digest(other_lr) != config_digest(base)

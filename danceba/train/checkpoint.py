@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
+import json
 import logging
 import pickle
 from collections.abc import Iterable, Mapping
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from danceba.atomic import atomic_path
+from danceba.train.train_config import RESUMABLE_CHANGES
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +164,20 @@ def check_run_folder(
     if differences:
         log.warning("%s: resuming with a changed config: %s", existing[0], "; ".join(differences))
     return payload if existing[0] == last else None
+
+
+def config_digest(config: Any) -> str:
+    """A short stable hash of a run's config, naming its run folder: a new config never reuses old
+    checkpoints, while the settings a resume may change (``RESUMABLE_CHANGES``: length, cadences,
+    device) are left out, so a run can be extended or moved to a GPU and continue from ``last.pt``."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            is_loop_config = "max_steps" in value
+            return {k: strip(v) for k, v in value.items() if not (is_loop_config and k in RESUMABLE_CHANGES)}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    text = json.dumps(strip(to_plain_config(config)), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -21,13 +21,12 @@ from danceba import tables
 from danceba.data.windows import TokenWindows
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
-from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, to_plain_config
+from danceba.train.checkpoint import best_checkpoint_path, config_digest, load_checkpoint, to_plain_config
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.optim import OptimConfig
 from danceba.train.train_config import TrainConfig
-from danceba.train.vqvae_training import config_digest
 
 log = logging.getLogger(__name__)
 

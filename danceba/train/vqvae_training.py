@@ -10,8 +10,6 @@ velocity (both start at the origin).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,18 +20,14 @@ import numpy as np
 import torch
 
 from danceba.data.windows import load_joints, motion_windows, sequences_in_splits
-from danceba.models.vqvae import (
-    SepVQVAE,
-    SepVQVAER,
-    VQVAEConfig,
-    count_parameters,
+from danceba.models.bailando_layout import (
     joints_from_bailando_layout,
     mpjpe_mm,
-    vqvae_loss_fn,
     with_root_velocity,
     zero_root,
 )
-from danceba.train.checkpoint import best_checkpoint_path, load_checkpoint, to_plain_config
+from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig, count_parameters, vqvae_loss_fn
+from danceba.train.checkpoint import best_checkpoint_path, config_digest, load_checkpoint, to_plain_config
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
@@ -65,12 +59,6 @@ class TrainVQVAEConfig:
     train_splits: tuple[str, ...] = ("train",)
     eval_splits: tuple[str, ...] = ("val", "test")
     max_eval_windows: int = 512
-
-
-def config_digest(config: Any) -> str:
-    """A short stable hash of a config (names a run folder, so a new config never reuses old checkpoints)."""
-    text = json.dumps(to_plain_config(config), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:
