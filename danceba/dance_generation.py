@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 import torch
 
 from danceba.generate import SamplingConfig, generate_codes, trim_codes
+from danceba.models.bailando_layout import joints_from_bailando_layout
 from danceba.models.gpt import CrossCondGPT
-from danceba.models.vqvae import SepVQVAER, joints_from_bailando_layout
+from danceba.models.vqvae import SepVQVAER
 from danceba.motion_tokens import token_arrays
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from danceba import tracking
+from danceba import tracking, tracking_store
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _producer(run: Any) -> ProducerRun:
 
 def find_producer(client: Any, experiment_ids: list[str], path: str, hash_value: str) -> Any | None:
     """The newest run (FINISHED preferred) tagged ``dvc.out.<path> = hash_value``, or None."""
-    runs = tracking.retry_locked(
+    runs = tracking_store.retry_locked(
         client.search_runs,
         experiment_ids,
         f"tags.`{tracking.DVC_OUT}{path}` = '{hash_value}'",
@@ -110,12 +110,12 @@ def lineage(
     is not on disk); ``"lock"`` reads dvc.lock first (no hashing) and recomputes only what it lacks.
     """
     root = Path(project_root).resolve()
-    client = tracking.mlflow_client(tracking.configure_tracking(root))
+    client = tracking_store.mlflow_client(tracking_store.configure_tracking(root))
     try:
-        start = tracking.retry_locked(client.get_run, run_id)
+        start = tracking_store.retry_locked(client.get_run, run_id)
     except Exception as error:
         raise ValueError(f"run {run_id!r}: not found in the tracking store ({error})") from error
-    experiment_ids = [e.experiment_id for e in tracking.retry_locked(client.search_experiments)]
+    experiment_ids = [e.experiment_id for e in tracking_store.retry_locked(client.search_experiments)]
     current = _CurrentHashes(root, against)
     links: list[LineageLink] = []
     expanded: set[str] = set()

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.data.windows import FRAMES_PER_TOKEN, read_sequence_index
-from danceba.models.vqvae import SepVQVAE, sliding_windows, to_bailando_layout
+from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
+from danceba.models.vqvae import SepVQVAE
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from danceba.config import DataConfig, load_params
-from danceba.data import aistpp, mini
+from danceba.data import aistpp, download, mini
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 
@@ -31,7 +31,7 @@ def fetch_dataset(config: DataConfig, out: Path) -> None:
             len(summary.ignored),
         )
     else:
-        aistpp.fetch_aistpp(
+        download.fetch_aistpp(
             download_dir=Path(config.download_dir),
             target_root=out,
             annotations_url=config.annotations_url,

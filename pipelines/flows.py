@@ -92,18 +92,14 @@ from danceba.sweep import (
 from danceba.tracking import (
     PARENT_RUN_ENV,
     PARENT_TAG,
-    QUIET_ENV,
     NullStageRun,
     StageRun,
-    configure_tracking,
-    experiment_id,
     flatten_params,
     git_state,
     library_versions,
-    mlflow_client,
-    retry_locked,
     tracking_enabled,
 )
+from danceba.tracking_store import QUIET_ENV, configure_tracking, experiment_id, mlflow_client, retry_locked
 from pipelines import dvc_experiment
 from pipelines.dvc_graph import dvc_stages, seed_dependent, with_upstream
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from danceba.data.mini import DancerStyle, synthesize_motion
+from danceba.data.mini_motion import DancerStyle, synthesize_motion
 from danceba.export.bvh import (
     JOINT_ROTATION_ORDERS,
     continuous_euler,

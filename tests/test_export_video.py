@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from danceba.data.mini import DancerStyle, synthesize_motion
+from danceba.data.mini_motion import DancerStyle, synthesize_motion
 from danceba.export import video
 from danceba.export.video import SkeletonRenderer, frame_indices, probe_media, render_dance_video
 from danceba.skeleton import forward_kinematics

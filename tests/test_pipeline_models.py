@@ -249,7 +249,7 @@ def test_evaluation_report(models: dict[str, Path]) -> None:
 
 def test_every_stage_logged_an_mlflow_run_and_the_lineage_walks_back(models: dict[str, Path]) -> None:
     from danceba.lineage import format_lineage, lineage
-    from danceba.tracking import configure_tracking, mlflow_client
+    from danceba.tracking_store import configure_tracking, mlflow_client
 
     root = models["params"].parent
     client = mlflow_client(configure_tracking(root))

@@ -1,4 +1,5 @@
-"""danceba.tracking: stage runs (params, metrics, artifacts, lineage tags), DVC-equal hashes, concurrency."""
+"""danceba.tracking and its store: stage runs (params, metrics, artifacts, lineage tags), DVC-equal
+hashes, concurrency."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from danceba import tracking
+from danceba import tracking, tracking_store
 
 LOCKED_RAW = "0123456789abcdef0123456789abcdef.dir"
 DVC_LOCK = {
@@ -54,13 +55,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (root / "dvc.lock").write_text(yaml.safe_dump(DVC_LOCK))
     with pytest.MonkeyPatch.context() as monkeypatch:
         clean_env(monkeypatch)
-        tracking.configure_tracking(root)
+        tracking_store.configure_tracking(root)
         yield root
 
 
 @pytest.fixture(scope="module")
 def client(project: Path):
-    return tracking.mlflow_client(tracking.configure_tracking(project))
+    return tracking_store.mlflow_client(tracking_store.configure_tracking(project))
 
 
 def test_git_state_ignores_dvc_lock_and_untracked_files(tmp_path: Path) -> None:
@@ -81,15 +82,15 @@ def test_git_state_ignores_dvc_lock_and_untracked_files(tmp_path: Path) -> None:
 
 
 def test_configure_tracking_defaults_to_project_sqlite_in_wal_mode(project: Path, monkeypatch) -> None:
-    uri = tracking.configure_tracking(project)
+    uri = tracking_store.configure_tracking(project)
     assert uri == f"sqlite:///{project.resolve()}/mlflow.db"
     with sqlite3.connect(project / "mlflow.db") as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert tracking.schema_ready(project / "mlflow.db")
-    assert tracking.artifact_location(uri) == (project.resolve() / "mlartifacts").as_uri()
+    assert tracking_store.schema_ready(project / "mlflow.db")
+    assert tracking_store.artifact_location(uri) == (project.resolve() / "mlartifacts").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert tracking.configure_tracking(project) == "http://127.0.0.1:5000"
-    assert tracking.artifact_location("http://127.0.0.1:5000") is None
+    assert tracking_store.configure_tracking(project) == "http://127.0.0.1:5000"
+    assert tracking_store.artifact_location("http://127.0.0.1:5000") is None
 
 
 def test_stage_run_logs_params_metrics_artifacts_and_lineage_tags(project: Path, client) -> None:
@@ -290,7 +291,7 @@ def test_parallel_writers_on_a_fresh_store(tmp_path: Path, monkeypatch) -> None:
     clean_env(monkeypatch)
     with multiprocessing.get_context("spawn").Pool(5) as pool:
         run_ids = pool.map(_write_seed_runs, [(str(tmp_path), seed, 50) for seed in range(5)])
-    client = tracking.mlflow_client(tracking.configure_tracking(tmp_path))
+    client = tracking_store.mlflow_client(tracking_store.configure_tracking(tmp_path))
     assert len(set(run_ids)) == 5
     for run_id in run_ids:
         assert client.get_run(run_id).info.status == "FINISHED"

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from danceba import tables
-from danceba.models.vqvae import sliding_windows, to_bailando_layout
+from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
 
 FRAMES_PER_TOKEN = 8
 
