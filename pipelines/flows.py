@@ -306,6 +306,9 @@ def run_seed_experiment(
     result_path = log_path.with_name(f".{name}.result.json")
     result_path.unlink(missing_ok=True)
     env = subprocess_env(parent_run_id)
+    # An experiment runs in a temporary copy of the project: point its stages at this project's store,
+    # or their runs would land in the copy's own mlflow.db and vanish with it.
+    env.setdefault("MLFLOW_TRACKING_URI", configure_tracking(Path(project_root).resolve()))
     env[dvc_experiment.CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
     command = dvc_experiment.command(project_root, name, overrides, metrics_file, result_path)
