@@ -1,8 +1,10 @@
 """Benchmark: Mamba forward + backward, mambapy's parallel scan vs per-step (sequential) scans.
 
-Three ways to run the same ``danceba.models.mamba.Mamba`` (same weights, same glue):
+Four ways to run the same ``danceba.models.mamba.Mamba`` (same weights, same glue):
 
 * ``pscan``: ``backend="mambapy"``, the Blelloch parallel scan of ``mambapy.pscan`` (the library path).
+* ``fused``: ``backend="fused"``, ``danceba.models.selective_scan``: a sequential scan with a hand-written
+  backward that recomputes the states (nothing of size (B, L, ED, N) kept for the backward).
 * ``per_step``: a plain loop over time written here (``h = a_t * h + b_t``), with the time axis split by
   ``unbind`` so that autograd stacks the per-step gradients once.
 * ``mambapy_seq``: ``backend="reference"``, ``mambapy``'s sequential scan. It indexes ``deltaA[:, t]``,
@@ -90,7 +92,11 @@ def run_case(case: ScanCase, repeats: int) -> dict:
     """Time every variant on one size; checks first that they agree with ``pscan``."""
     torch.manual_seed(0)
     kwargs = {"d_model": case.d_model, "d_state": case.d_state, "expand": case.expand}
-    variants = {"pscan": Mamba(**kwargs, backend="mambapy"), "per_step": PerStepScanMamba(**kwargs)}
+    variants = {
+        "pscan": Mamba(**kwargs, backend="mambapy"),
+        "fused": Mamba(**kwargs, backend="fused"),
+        "per_step": PerStepScanMamba(**kwargs, backend="mambapy"),  # its selective_scan override
+    }
     if case.time_mambapy_seq:
         variants["mambapy_seq"] = Mamba(**kwargs, backend="reference")
     for module in variants.values():
@@ -116,17 +122,17 @@ def run_case(case: ScanCase, repeats: int) -> dict:
 def format_table(rows: list[dict]) -> str:
     """Seconds of forward+backward (and time relative to pscan), saved MiB per variant."""
     lines = [
-        f"{'case':<14}{'B':>3}{'L':>5}{'D':>5}{'N':>5}{'pscan s':>9}{'per_step s':>17}{'mambapy_seq s':>19}"
-        f"{'saved MiB pscan/per_step/seq':>30}{'max|diff|':>10}"
+        f"{'case':<14}{'B':>3}{'L':>5}{'D':>5}{'N':>5}{'pscan s':>9}{'fused s':>17}{'per_step s':>17}"
+        f"{'mambapy_seq s':>19}{'saved MiB pscan/fused/per_step/seq':>36}{'max|diff|':>10}"
     ]
     for r in rows:
         seq = f"{r['mambapy_seq_s']:.3f} ({r['mambapy_seq_vs_pscan']:.2f}x)" if "mambapy_seq_s" in r else "-"
-        saved = "/".join(f"{r[k]:.0f}" if k in r else "-" for k in ("pscan_saved_mib", "per_step_saved_mib"))
+        saved = "/".join(f"{r[f'{k}_saved_mib']:.0f}" for k in ("pscan", "fused", "per_step"))
         saved += "/" + (f"{r['mambapy_seq_saved_mib']:.0f}" if "mambapy_seq_saved_mib" in r else "-")
         lines.append(
             f"{r['name']:<14}{r['batch']:>3}{r['seq_len']:>5}{r['d_model']:>5}{r['d_state']:>5}"
-            f"{r['pscan_s']:>9.3f}{r['per_step_s']:>9.3f} ({r['per_step_vs_pscan']:.2f}x){seq:>19}"
-            f"{saved:>30}{r['max_abs_diff']:>10.1e}"
+            f"{r['pscan_s']:>9.3f}{r['fused_s']:>9.3f} ({r['fused_vs_pscan']:.2f}x)"
+            f"{r['per_step_s']:>9.3f} ({r['per_step_vs_pscan']:.2f}x){seq:>19}{saved:>36}{r['max_abs_diff']:>10.1e}"
         )
     return "\n".join(lines)
 

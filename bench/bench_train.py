@@ -44,6 +44,8 @@ import torch
 from danceba.atomic import write_text_atomic
 from danceba.config import Params, load_params
 from danceba.models.gpt import build_gpt
+from danceba.models.mamba import BACKENDS as MAMBA_BACKENDS
+from danceba.models.mamba import Mamba
 from danceba.models.vqvae import SepVQVAE, vqvae_loss_fn
 from danceba.train.optim import OptimConfig, build_optimizer
 
@@ -66,6 +68,7 @@ class Case:
     activation_checkpointing: bool = False
     warmup: int = 1
     steps: int = 3
+    mamba_backend: str = "auto"  # a danceba.models.mamba.BACKENDS value, set on every Mamba of the stack
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,7 +93,11 @@ def training_step_parts(
         torch.randint(0, config.vocab_up, (batch, t), generator=gen) for _ in range(4)
     )
     music = torch.randn(batch, t, config.n_music, generator=gen)  # (B, t, 438)
-    return build_gpt(config).train(), params.train_gpt.optim, (up, down, music, up_next, down_next)
+    model = build_gpt(config).train()
+    for module in model.modules():
+        if isinstance(module, Mamba):
+            module.backend = case.mamba_backend
+    return model, params.train_gpt.optim, (up, down, music, up_next, down_next)
 
 
 def loss_of(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -158,7 +165,10 @@ def cases_for(args: argparse.Namespace) -> list[Case]:
         for model in args.models:
             for threads in args.threads:
                 variants = args.checkpointing if model == "danceba" else (False,)
-                cases += [Case(size, model, threads, ac, args.warmup, args.steps) for ac in variants]
+                cases += [
+                    Case(size, model, threads, ac, args.warmup, args.steps, args.mamba_backend)
+                    for ac in variants
+                ]
     return sorted(cases, key=lambda c: (c.size == "paper" and c.model == "danceba", c.size != "embedded"))
 
 
@@ -184,7 +194,8 @@ def against_reference(rows: list[dict]) -> list[dict]:
         if row["size"] != "paper" or row["model"] not in REFERENCE:
             continue
         reference, target = REFERENCE[row["model"]], TARGET[row["model"]]
-        keys = ("model", "threads", "activation_checkpointing", "step_s", "step_cpu_s", "peak_rss_gb")
+        keys = ("model", "threads", "activation_checkpointing", "mamba_backend", "step_s", "step_cpu_s")
+        keys += ("peak_rss_gb",)
         entry = {k: row[k] for k in keys}
         entry["speedup_vs_reference"] = reference["step_s"] / row["step_s"]
         entry["speedup_vs_reference_cpu_time"] = reference["step_s"] / row["step_cpu_s"]
@@ -240,6 +251,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", type=_csv(str, MODELS), default=MODELS)
     parser.add_argument(
         "--checkpointing", type=_csv(_on_off), default=(False, True), help="Danceba variants: off,on"
+    )
+    parser.add_argument(
+        "--mamba-backend",
+        default="auto",
+        choices=MAMBA_BACKENDS,
+        help="Mamba scan of the Danceba stack (auto: fused on CPU)",
     )
     parser.add_argument("--config-dir", type=Path, default=Path("configs"), help="holds <size>.yaml")
     parser.add_argument("--case-timeout", type=float, default=900.0, help="seconds per case")

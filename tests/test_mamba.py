@@ -162,7 +162,7 @@ def test_dt_init_floor_and_constant_dt_init_are_honoured() -> None:
 # ---------------------------------------------------------------------------------------------- forward
 
 
-@pytest.mark.parametrize("backend", ["mambapy", "reference"])
+@pytest.mark.parametrize("backend", ["fused", "mambapy", "reference"])
 @pytest.mark.parametrize("seq_len", LENGTHS)
 def test_forward_and_gradients_match_naive_scan(backend: str, seq_len: int) -> None:
     m = make_mamba(backend=backend)
@@ -180,11 +180,48 @@ def test_biases_and_explicit_dt_rank_match_naive_scan() -> None:
     assert_all_close(output_and_grads(m, m, x), output_and_grads(lambda v: naive_mamba(m, v), m, x), names)
 
 
-def test_auto_backend_on_cpu_is_mambapy() -> None:
+def test_biases_and_explicit_dt_rank_match_naive_scan_fused() -> None:
+    m = make_mamba(bias=True, conv_bias=False, dt_rank=3, d_conv=2, backend="fused")
+    x = inputs(batch=3, seq_len=11)
+    names = ["y", "x", *(n for n, _ in m.named_parameters())]
+    assert_all_close(output_and_grads(m, m, x), output_and_grads(lambda v: naive_mamba(m, v), m, x), names)
+
+
+def test_auto_backend_on_cpu_is_fused() -> None:
     m = make_mamba(backend="auto")
-    fast = make_mamba(backend="mambapy")
+    fused = make_mamba(backend="fused")
     x = inputs(batch=2, seq_len=13)
-    assert torch.equal(m(x), fast(x))
+    assert torch.equal(m(x), fused(x))
+    with torch.no_grad():
+        assert not torch.equal(m(x), make_mamba(backend="mambapy")(x))  # a different evaluation order
+
+
+@pytest.mark.parametrize("seq_len", [1, 29])
+def test_fused_matches_pscan_in_float32(seq_len: int) -> None:
+    """float32, the training precision: fused and the parallel scan agree on outputs and gradients."""
+    fused = make_mamba(dtype=torch.float32, backend="fused")
+    pscan = make_mamba(dtype=torch.float32, backend="mambapy")
+    x = inputs(batch=2, seq_len=seq_len).detach().float().requires_grad_()
+    names = ["y", "x", *(n for n, _ in fused.named_parameters())]
+    got, want = output_and_grads(fused, fused, x), output_and_grads(pscan, pscan, x)
+    assert all(g.dtype == torch.float32 for g in got)
+    assert_all_close(got, want, names, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_keeps_no_state_sized_tensors_for_the_backward() -> None:
+    """Autograd saves nothing with a (B, L, ED, N) shape on the fused path (the parallel scan does)."""
+    state_sized = {"fused": 0, "mambapy": 0}
+    for backend in state_sized:
+        m = make_mamba(backend=backend)
+        x = inputs(batch=2, seq_len=7)
+
+        def pack(t: torch.Tensor, backend: str = backend) -> torch.Tensor:
+            state_sized[backend] += t.shape[-2:] == (16, 4) and t.dim() == 4
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            m(x)
+    assert state_sized == {"fused": 0, "mambapy": state_sized["mambapy"]} and state_sized["mambapy"] > 0
 
 
 @pytest.mark.parametrize("with_causal_conv1d", [False, True])
@@ -230,13 +267,13 @@ def test_init_state_is_zero_with_module_dtype() -> None:
 def test_state_dict_moves_between_backends_strictly(tmp_path) -> None:
     """Saved from one backend, loaded (strict) into fresh modules of every backend: same outputs."""
     x = inputs(batch=2, seq_len=29).detach()
-    for source_backend in ("mambapy", "reference"):
+    for source_backend in ("fused", "mambapy", "reference"):
         source = make_mamba(seed=3, backend=source_backend)
         path = tmp_path / f"{source_backend}.pt"
         torch.save(source.state_dict(), path)
         state_dict = torch.load(path, weights_only=True)
         expected = source(x)
-        for backend in ("mambapy", "reference", "auto"):
+        for backend in ("fused", "mambapy", "reference", "auto"):
             target = Mamba(**TINY, backend=backend).to(torch.float64)  # fresh, differently initialised
             assert not torch.equal(target.A_log, source.A_log)
             target.load_state_dict(state_dict, strict=True)

@@ -74,7 +74,7 @@ class GPTConfig:
     mamba_d_state: int = 128
     mamba_d_conv: int = 4
     mamba_expand: int = 4
-    mamba_backend: Literal["auto", "mamba_ssm", "mambapy", "reference"] = "auto"
+    mamba_backend: Literal["auto", "mamba_ssm", "fused", "mambapy", "reference"] = "auto"
     pre: bool = True
     pre_mode: Literal["official", "per_channel"] = "official"
     pre_n_fft: int = 512
@@ -93,7 +93,7 @@ class GPTConfig:
             "pre_mode": ("official", "per_channel"),
             "gate_activation": ("silu", "sigmoid"),
             "pmmm": ("parallel", "single", "off"),
-            "mamba_backend": ("auto", "mamba_ssm", "mambapy", "reference"),
+            "mamba_backend": ("auto", "mamba_ssm", "fused", "mambapy", "reference"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
