@@ -30,6 +30,10 @@ class MetricProtocol:
 
     normalisation: ``"gt_stats"`` z-scores both sets with the ground truth's mean and std (ddof
     ``std_ddof``, plus ``normalisation_eps``); ``"none"`` leaves them as they are.
+    constant_features: what a feature that is constant over the ground truth (std 0, e.g. a geometric
+    feature no reference motion ever shows) is divided by: ``"eps"`` (the published code: std + eps,
+    i.e. 1e-10, so any prediction that differs there adds ~1e20 to the FID) or ``"unit"`` (1: the
+    feature keeps its own scale).
     complex_handling: ``"bailando"`` (keep a complex sqrtm whose diagonal imaginary part is within
     ``complex_atol`` of 0, else drop the imaginary part), ``"mint"`` (raise in that second case, else take
     the real part) or ``"symmetric"`` (eigenvalues of Σ1^½ Σ2 Σ1^½, always real). ``sqrtm_eps`` is added
@@ -41,6 +45,7 @@ class MetricProtocol:
     name: str
     normalisation: Literal["gt_stats", "none"] = "gt_stats"
     normalisation_eps: float = 1e-10
+    constant_features: Literal["eps", "unit"] = "eps"
     std_ddof: int = 0
     sqrtm_eps: float = 1e-5
     complex_handling: Literal["bailando", "mint", "symmetric"] = "bailando"
@@ -52,6 +57,8 @@ class MetricProtocol:
     def __post_init__(self) -> None:
         if self.normalisation not in ("gt_stats", "none"):
             raise ValueError(f"protocol {self.name!r}: normalisation must be 'gt_stats' or 'none'")
+        if self.constant_features not in ("eps", "unit"):
+            raise ValueError(f"protocol {self.name!r}: constant_features must be 'eps' or 'unit'")
         if self.complex_handling not in _COMPLEX_HANDLING:
             raise ValueError(f"protocol {self.name!r}: complex_handling must be one of {_COMPLEX_HANDLING}")
         if self.bas_average_over not in ("music", "motion"):
@@ -63,7 +70,7 @@ class MetricProtocol:
 
 
 BAILANDO = MetricProtocol(name="bailando")
-CORRECTED = MetricProtocol(name="corrected", complex_handling="symmetric")
+CORRECTED = MetricProtocol(name="corrected", complex_handling="symmetric", constant_features="unit")
 _PROTOCOLS = {p.name: p for p in (BAILANDO, CORRECTED)}
 
 
@@ -84,14 +91,19 @@ def _features(x: np.ndarray, what: str, min_rows: int = 1) -> np.ndarray:
 
 
 def normalize_with_gt_stats(
-    gt: np.ndarray, pred: np.ndarray, eps: float = 1e-10, ddof: int = 0
+    gt: np.ndarray, pred: np.ndarray, eps: float = 1e-10, ddof: int = 0, constant_features: str = "eps"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Z-score gt (N, D) and pred (M, D) with the ground truth's mean and std; returns both, same dtype."""
+    """Z-score gt (N, D) and pred (M, D) with the ground truth's mean and std; returns both, same dtype.
+
+    ``constant_features="unit"`` divides features with zero ground-truth std by 1 instead of ``eps``."""
     gt, pred = _features(gt, "gt"), _features(pred, "pred")
     if gt.shape[1] != pred.shape[1]:
         raise ValueError(f"gt has {gt.shape[1]} feature dims but pred has {pred.shape[1]}")
     mean, std = gt.mean(axis=0), gt.std(axis=0, ddof=ddof)
-    return (gt - mean) / (std + eps), (pred - mean) / (std + eps)
+    scale = std + eps
+    if constant_features == "unit":
+        scale = np.where(std > 0, scale, 1.0)
+    return (gt - mean) / scale, (pred - mean) / scale
 
 
 def resolve_complex_covmean(covmean: np.ndarray, protocol: MetricProtocol = BAILANDO) -> np.ndarray:
@@ -219,7 +231,9 @@ def compute_metrics(
     out = {}
     for tag, pred, gt in (("k", pred_kinetic, gt_kinetic), ("g", pred_geometric, gt_geometric)):
         if protocol.normalisation == "gt_stats":
-            gt, pred = normalize_with_gt_stats(gt, pred, protocol.normalisation_eps, protocol.std_ddof)
+            gt, pred = normalize_with_gt_stats(
+                gt, pred, protocol.normalisation_eps, protocol.std_ddof, protocol.constant_features
+            )
         out[f"fid_{tag}"] = frechet_distance(pred, gt, protocol)
         out[f"div_{tag}"] = diversity(pred)
         out[f"div_{tag}_gt"] = diversity(gt)

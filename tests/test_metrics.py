@@ -183,3 +183,19 @@ def test_compute_metrics_composes_normalisation_fid_and_diversity(rng: np.random
     assert compute_metrics(pred_k, pred_g, gt_k, gt_g, CORRECTED)["fid_g"] == pytest.approx(
         m["fid_g"], rel=1e-6
     )
+
+
+def test_a_feature_constant_over_the_ground_truth() -> None:
+    """The published normalisation divides it by 1e-10 (FID explodes); ``corrected`` keeps its scale."""
+    rng = np.random.default_rng(0)
+    gt = rng.normal(size=(50, 3))
+    gt[:, 2] = 0.0  # e.g. a geometric feature no reference motion shows
+    pred = rng.normal(size=(20, 3))
+    pred[:, 2] = 0.5
+    _, pred_eps = normalize_with_gt_stats(gt, pred)
+    _, pred_unit = normalize_with_gt_stats(gt, pred, constant_features="unit")
+    assert pred_eps[0, 2] == pytest.approx(0.5e10)
+    assert pred_unit[0, 2] == pytest.approx(0.5)
+    np.testing.assert_allclose(pred_unit[:, :2], pred_eps[:, :2])
+    assert compute_metrics(pred, pred, gt, gt, BAILANDO)["fid_g"] > 1e19
+    assert compute_metrics(pred, pred, gt, gt, CORRECTED)["fid_g"] < 100
