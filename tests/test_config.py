@@ -74,3 +74,19 @@ def test_missing_file_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
     bad.write_text("data: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_params(bad)
+
+
+def test_params_survive_dvc_rewriting_them(tmp_path: Path) -> None:
+    """`dvc exp run -S` rewrites params.yaml (YAML 1.2, unquoted strings); values such as a bare `off`
+    would then read back as booleans. Every value must load unchanged after DVC's own rewrite."""
+    from dvc.utils.serialize import modify_yaml
+
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    with modify_yaml(path) as data:
+        data["train_gpt"]["train"]["seed"] = 7
+    rewritten = load_params(path)
+    original = load_params(ROOT / "params.yaml")
+    assert rewritten.train_gpt.train.seed == 7
+    assert section_as_dict(rewritten.train_vqvae) == section_as_dict(original.train_vqvae)
+    assert section_as_dict(rewritten.train_gpt.model) == section_as_dict(original.train_gpt.model)

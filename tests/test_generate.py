@@ -25,7 +25,7 @@ WINDOW = BLOCK - 1
 CAUSAL = {
     "bailando": dataclasses.replace(TINY, stack="bailando"),
     "danceba_no_pre": dataclasses.replace(TINY, pre=False),
-    "danceba_no_pre_no_gate_no_pmmm": dataclasses.replace(TINY, pre=False, tgca_gate=False, pmmm="off"),
+    "danceba_no_pre_no_gate_no_pmmm": dataclasses.replace(TINY, pre=False, tgca_gate=False, pmmm="none"),
 }
 EXACT, CACHED = SamplingConfig(decode="exact"), SamplingConfig(decode="cached")
 

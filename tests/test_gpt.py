@@ -89,7 +89,7 @@ def test_rms_norm_matches_the_official_float32_formula():
 CAUSAL_CONFIGS = {
     "bailando": tiny(stack="bailando"),
     "danceba_no_pre": tiny(pre=False),
-    "danceba_no_pre_no_gate_no_pmmm": tiny(pre=False, tgca_gate=False, pmmm="off"),
+    "danceba_no_pre_no_gate_no_pmmm": tiny(pre=False, tgca_gate=False, pmmm="none"),
 }
 
 
@@ -205,7 +205,7 @@ def test_gate_activation_changes_outputs_with_the_same_weights():
         assert (silu(*inputs)[0] - sigmoid(*inputs)[0]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize(("mode", "mambas"), [("parallel", 3), ("single", 1), ("off", 0)])
+@pytest.mark.parametrize(("mode", "mambas"), [("parallel", 3), ("single", 1), ("none", 0)])
 def test_pmmm_mode_sets_the_number_of_mamba_branches(mode, mambas):
     model = build_gpt(tiny(pmmm=mode, n_layer_head=2))
     for block in model.gpt_head.blocks:

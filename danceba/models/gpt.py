@@ -12,7 +12,7 @@ the loss is ``CE(up) + CE(down)``. Module names follow the reference code (``gpt
 Ablation flags (Danceba stack only; the Bailando stack ignores them): ``pre`` (False: no position term at
 all, the masks and Mamba carry order), ``pre_mode``, ``tgca_gate`` (False: plain pre-RMSNorm attention
 blocks), ``gate_activation``, ``pmmm`` (``single``: one branch over the 3t sequence, which leaks future up
-tokens into down logits, see ``danceba.models.pmmm``; ``off``: the head's layers are attention blocks like
+tokens into down logits, see ``danceba.models.pmmm``; ``none``: the head's layers are attention blocks like
 the base's). PRE and the ``single`` branch make the model non-causal; every other setting is causal in time.
 
 ``activation_checkpointing=True`` (a memory saver, same maths): in training, each PMMM branch's
@@ -83,7 +83,7 @@ class GPTConfig:
     position_scale_init: float = 1e-6
     tgca_gate: bool = True
     gate_activation: Literal["silu", "sigmoid"] = "silu"
-    pmmm: Literal["parallel", "single", "off"] = "parallel"
+    pmmm: Literal["parallel", "single", "none"] = "parallel"
     faithful: bool = False
     activation_checkpointing: bool = False  # recompute each PMMM Mamba in the backward (training only)
 
@@ -92,7 +92,7 @@ class GPTConfig:
             "stack": ("bailando", "danceba"),
             "pre_mode": ("official", "per_channel"),
             "gate_activation": ("silu", "sigmoid"),
-            "pmmm": ("parallel", "single", "off"),
+            "pmmm": ("parallel", "single", "none"),
             "mamba_backend": ("auto", "mamba_ssm", "fused", "mambapy", "reference"),
         }
         for name, allowed in choices.items():
@@ -135,7 +135,7 @@ def _attention_block(config: GPTConfig) -> nn.Module:
 
 
 def _head_block(config: GPTConfig) -> nn.Module:
-    if config.stack == "bailando" or config.pmmm == "off":
+    if config.stack == "bailando" or config.pmmm == "none":
         return _attention_block(config)
 
     def make_mamba() -> nn.Module:

@@ -17,7 +17,7 @@ learned embedding of slot ``min(k, window - 1)``. Danceba with PRE: the last row
 over the current music window. Older positions keep the term they received when they were new.
 
 Where this equals the full forward: for causal models (Bailando stack; Danceba with ``pre=False`` and
-``pmmm`` ``parallel`` or ``off``) and ``k < window``, :meth:`IncrementalDecoder.step` returns the logits of
+``pmmm`` ``parallel`` or ``none``) and ``k < window``, :meth:`IncrementalDecoder.step` returns the logits of
 the last position of the forward over times ``0..k`` (up to floating-point summation order). It differs
 (by design) when PRE is on (PRE is not causal: the forward recomputes every row from the whole window)
 and once ``k >= window`` (see ``danceba.generate``). ``pmmm="single"`` scans ``[music | up | down]`` in

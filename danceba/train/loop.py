@@ -161,7 +161,7 @@ class _Run:
         ignore = [f"train.{k}" for k in RESUMABLE_CHANGES]
         checkpoint = check_run_folder(self.out_dir, self.config, resume, ignore)
         self.precision = Precision(cfg.amp, self.device)
-        if cfg.amp != "off" and not self.precision.enabled and ctx.is_main:
+        if cfg.amp != "fp32" and not self.precision.enabled and ctx.is_main:
             log.info("amp=%s ignored: autocast runs on CUDA only (device %s)", cfg.amp, self.device)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), self.optim_cfg)

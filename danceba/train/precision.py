@@ -1,7 +1,7 @@
 """Mixed precision: autocast on CUDA only, with a GradScaler for fp16.
 
 ``amp="bf16"`` runs the forward pass under ``torch.autocast(dtype=bfloat16)``; ``"fp16"`` also scales the
-loss (``torch.amp.GradScaler``) so small fp16 gradients do not underflow. On CPU, and with ``"off"``,
+loss (``torch.amp.GradScaler``) so small fp16 gradients do not underflow. On CPU, and with ``"fp32"``,
 both are no-ops: the same loop code runs everywhere (a disabled GradScaler passes calls through).
 """
 
@@ -16,13 +16,13 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Precision:
-    """Autocast context and gradient scaler for ``amp`` ("off" | "bf16" | "fp16") on ``device``."""
+    """Autocast context and gradient scaler for ``amp`` ("fp32" | "bf16" | "fp16") on ``device``."""
 
     def __init__(self, amp: str, device: torch.device) -> None:
-        if amp not in ("off", *_DTYPES):
-            raise ValueError(f"amp: expected 'off', 'bf16' or 'fp16', got {amp!r}")
+        if amp not in ("fp32", *_DTYPES):
+            raise ValueError(f"amp: expected 'fp32', 'bf16' or 'fp16', got {amp!r}")
         self.requested = amp
-        self.enabled = amp != "off" and device.type == "cuda"
+        self.enabled = amp != "fp32" and device.type == "cuda"
         self.dtype = _DTYPES.get(amp, torch.float32)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and amp == "fp16")
 

@@ -27,7 +27,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # ``last.pt`` also at the end of the run
     seed: int = 42
     deterministic: bool = False
-    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast on CUDA only; fp16 uses a GradScaler
+    amp: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast on CUDA only; fp16 uses a GradScaler
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = 0
     best_metric: str = "val_loss"  # a key of ``evaluate``'s dict
@@ -43,7 +43,7 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"train.{name}: expected a non-negative int, got {value!r}")
         choices = {
-            "amp": ("off", "bf16", "fp16"),
+            "amp": ("fp32", "bf16", "fp16"),
             "device": ("auto", "cpu", "cuda"),
             "best_mode": ("min", "max"),
         }
