@@ -421,3 +421,13 @@ def test_run_folder_digest_ignores_what_a_resume_may_change() -> None:
     other_lr = dataclasses.replace(base, optim=dataclasses.replace(base.optim, lr=1e-3))
     assert config_digest(longer) == config_digest(base)
     assert config_digest(other_lr) != config_digest(base)
+
+
+def test_new_training_data_gets_a_new_run_folder(tmp_path: Path) -> None:
+    from danceba.train.checkpoint import config_digest, files_digest
+
+    data = tmp_path / "tokens.parquet"
+    data.write_bytes(b"windows of the mini dataset")
+    before = config_digest({"config": {"lr": 1.0}, "data": files_digest([data])})
+    data.write_bytes(b"windows of a bigger mini dataset")
+    assert config_digest({"config": {"lr": 1.0}, "data": files_digest([data])}) != before

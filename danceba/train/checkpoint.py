@@ -166,6 +166,16 @@ def check_run_folder(
     return payload if existing[0] == last else None
 
 
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """md5 of the contents of ``paths`` (in order): the identity of a run's training data."""
+    digest = hashlib.md5()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def config_digest(config: Any) -> str:
     """A short stable hash of a run's config, naming its run folder: a new config never reuses old
     checkpoints, while the settings a resume may change (``RESUMABLE_CHANGES``: length, cadences,

@@ -21,7 +21,13 @@ from danceba import tables
 from danceba.data.windows import TokenWindows
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
-from danceba.train.checkpoint import best_checkpoint_path, config_digest, load_checkpoint, to_plain_config
+from danceba.train.checkpoint import (
+    best_checkpoint_path,
+    config_digest,
+    files_digest,
+    load_checkpoint,
+    to_plain_config,
+)
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
@@ -113,7 +119,7 @@ def train_gpt(
     eval_data = token_dataset(tokens, music_7p5fps, config.eval_splits)
     check_vocabulary(train_data, config.model, tokens)
     model = build_gpt(config.model)
-    run_dir = Path(run_root) / config_digest(config)
+    run_dir = Path(run_root) / config_digest({"config": config, "data": files_digest([tokens, music_7p5fps])})
     log.info(
         "GPT (%s stack): %d parameters; %d training windows; run folder %s",
         config.model.stack,

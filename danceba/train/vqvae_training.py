@@ -27,7 +27,13 @@ from danceba.models.bailando_layout import (
     zero_root,
 )
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig, count_parameters, vqvae_loss_fn
-from danceba.train.checkpoint import best_checkpoint_path, config_digest, load_checkpoint, to_plain_config
+from danceba.train.checkpoint import (
+    best_checkpoint_path,
+    config_digest,
+    files_digest,
+    load_checkpoint,
+    to_plain_config,
+)
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
@@ -127,7 +133,7 @@ def train_vqvae(
     train_names = sequences_in_splits(sequences, config.train_splits)
     eval_names = sequences_in_splits(sequences, config.eval_splits)
     train_joints, eval_joints = load_joints(joints, train_names), load_joints(joints, eval_names)
-    run_dir = Path(run_root) / config_digest(config)
+    run_dir = Path(run_root) / config_digest({"config": config, "data": files_digest([joints, sequences])})
     log.info(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
     )
