@@ -8,22 +8,9 @@ import pytest
 import torch
 
 from danceba.models.gpt import GPTConfig, build_gpt
+from tests.tiny_models import BLOCK, N_MUSIC, TINY_GPT, VOCAB
 
-BLOCK, VOCAB, N_MUSIC = 8, 16, 12
-TINY = GPTConfig(
-    n_embd=32,
-    n_head=2,
-    n_layer_base=1,
-    n_layer_head=2,
-    block_size=BLOCK,
-    vocab_up=VOCAB,
-    vocab_down=VOCAB,
-    n_music=N_MUSIC,
-    mamba_d_state=4,
-    mamba_expand=2,
-    pre_n_fft=16,
-    pre_hop_length=8,
-)
+TINY = dataclasses.replace(TINY_GPT, n_layer_head=2)
 
 
 def _inputs(batch: int = 3):
