@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import pickle
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -173,19 +172,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def read_official_state_dict(path: Path) -> dict:
     """The tensors of an official checkpoint (a state dict, or a dict holding it under ``model`` /
     ``state_dict``), read with ``weights_only=True``: a file holding other objects is refused."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such checkpoint file")
     import torch
 
+    from danceba.train.checkpoint import CheckpointError, load_weights_only
+
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UsageError(
-            f"{path}: refused: the file holds non-tensor objects, which are not unpickled "
-            f"(weights_only load failed: {str(error).splitlines()[0][:200]})"
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise UsageError(f"{path}: not a readable PyTorch checkpoint ({error})") from error
+        payload = load_weights_only(path)
+    except CheckpointError as error:
+        raise UsageError(str(error)) from error
     while isinstance(payload, dict):
         inner = next((payload[k] for k in ("model", "state_dict") if isinstance(payload.get(k), dict)), None)
         if inner is None:

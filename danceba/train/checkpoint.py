@@ -87,20 +87,26 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``; refuse anything else with a clear error."""
+def load_weights_only(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only; anything else is refused
+    (never unpickled) with a :class:`CheckpointError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"{path}: refused: it holds objects other than tensors and plain containers "
-            f"(weights_only load failed: {str(error).splitlines()[0]})"
+            f"{path}: refused: the file holds non-tensor objects (other than tensors and plain containers), "
+            f"which are not unpickled (weights_only load failed: {str(error).splitlines()[0][:200]})"
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from error
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a danceba checkpoint (:func:`load_weights_only`) and check its format."""
+    payload = load_weights_only(path, map_location, mmap=True)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a danceba training checkpoint (expected format {CHECKPOINT_FORMAT})"
