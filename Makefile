@@ -18,10 +18,12 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-SEEDS ?= 5
+# SEEDS (seeds per configuration): default 5 for `make sweep`, 3 for `make ablation` (set below).
+# JOBS (experiments at once, default 2) and VARIANTS (ablation only, comma list, default all) are optional.
 CONFIG ?= embedded
+JOBS_ARG = $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: setup run test lint format bench sweep ui config clean
+.PHONY: setup run test lint format bench sweep ablation ui config clean
 
 setup: $(STAMP)
 
@@ -55,8 +57,15 @@ bench: setup
 	$(BIN)/python -m bench.bench_train --out bench/out/train.json
 
 # Seed sweep (Prefect flow; each seed a DVC experiment and an MLflow child run).
+sweep: SEEDS ?= 5
 sweep: setup
-	$(BIN)/python -m pipelines.flows sweep --seeds $(SEEDS)
+	$(BIN)/python -m pipelines.flows sweep --seeds $(SEEDS) $(JOBS_ARG)
+
+# The paper's ablation (danceba/ablation.py): every variant x SEEDS, each a DVC experiment and an MLflow
+# child run; reports/ablation.md. E.g. make ablation SEEDS=5 VARIANTS=danceba,no_pre JOBS=1
+ablation: SEEDS ?= 3
+ablation: setup
+	$(BIN)/python -m pipelines.flows ablation --seeds $(SEEDS) $(JOBS_ARG) $(if $(VARIANTS),--variants $(VARIANTS))
 
 # The MLflow UI on the project's SQLite store.
 ui: setup

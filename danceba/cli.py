@@ -134,15 +134,26 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from danceba import tables
     from danceba.atomic import write_text_atomic
-    from danceba.evaluation import EvaluateConfig, evaluation_report, markdown_table, read_dance_folder
-    from danceba.features.motion import motion_protocol
-    from danceba.metrics import metric_protocol
+    from danceba.evaluation import (
+        PROTOCOL_CARD_KEY,
+        EvaluateConfig,
+        evaluation_report,
+        gt_feature_sequences,
+        read_dance_folder,
+    )
+    from danceba.metrics_markdown import markdown_table
+    from danceba.protocol_card import protocol_card
 
-    protocols = tuple(dict.fromkeys(args.protocol or EvaluateConfig().protocols))
-    for name in protocols:
-        motion_protocol(name), metric_protocol(name)  # unknown names raise ValueError
+    try:
+        config = dataclasses.replace(
+            EvaluateConfig(), protocols=tuple(dict.fromkeys(args.protocol or EvaluateConfig().protocols))
+        )
+    except ValueError as error:  # an unknown protocol name
+        raise UsageError(str(error)) from error
     for path, what in ((args.gt_features, "ground-truth features"), (args.music_60fps, "60 fps music table")):
         if not path.is_file():
             raise UsageError(f"{path}: no such file ({what}; built by `dvc repro`)")
@@ -156,10 +167,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f"{args.pred_dir / (dance.name + '.npz')}: music_id {dance.music_id!r} is not in "
                 f"{args.music_60fps} (its beats are needed for BAS)"
             )
-    report = evaluation_report({"predictions": dances}, args.gt_features, args.music_60fps, protocols)
-    print(markdown_table(report))
+    # The test-only FID reference: the ground truth of the predictions' own sequences, when they are known.
+    with_features = gt_feature_sequences(args.gt_features)
+    test_sequences = sorted({d.name for d in dances} & with_features)
+    test_sequences = test_sequences if len(test_sequences) >= 2 else None
+    rows = {"predictions": dances}
+    report = evaluation_report(rows, args.gt_features, args.music_60fps, config, test_sequences)
+    sizes = {"": len(with_features), **({"_testref": len(test_sequences)} if test_sequences else {})}
+    card = protocol_card(config, rows, sizes)
+    print(markdown_table(report, card))
     if args.json is not None:
-        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps({**report, PROTOCOL_CARD_KEY: card}, indent=2) + "\n")
         _note(f"wrote {args.json}")
     return 0
 

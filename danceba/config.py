@@ -69,9 +69,15 @@ class MusicFeaturesConfig:
 
     ``bailando438``: Bailando's 438-d set (the GPT condition; column 53 is the beat one-hot BAS reads).
     ``edge35``: EDGE's 35-d baseline set at the same two rates (hop 512 at 30720 / 3840 Hz).
+    ``token_rhythm``: the 7.5 fps table gets the 21 columns of ``danceba.features.rhythm`` appended (beat
+    position inside each token, beat phase, period and onsets from the 60 fps beats BAS reads); the GPT's
+    ``n_music`` must then be 438 + 21 = 459. Off in the paper configuration (not in the published model).
     """
 
     kind: Literal["bailando438", "edge35"] = "bailando438"
+    token_rhythm: bool = (
+        False  # append 21 token-rate rhythm columns from the 60 fps beats (features/rhythm.py)
+    )
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,16 @@ ground-truth dance (the tokens of the window starting at frame 0), the song's 7.
 frame 0 as the condition. User mode (no ground truth) starts from the most frequent first code of
 the training dances of a genre and may sample (temperature, top-k, seed). With L music frames the
 dance has L codes per stream, i.e. 8·L frames at 60 fps: its length follows the music.
+
+Two controls of the evaluation come from here too: :func:`reconstruct_joints` (the ground truth through
+the VQ-VAE's encoder and decoder: the best the token route can do) and :func:`sham_music_songs` (each
+piece with the music of another song: does the model listen?).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,8 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from danceba.data.aistpp import music_tempo_bpm
 from danceba.generate import SamplingConfig, generate_codes, trim_codes
-from danceba.models.bailando_layout import joints_from_bailando_layout
+from danceba.models.bailando_layout import joints_from_bailando_layout, to_bailando_layout
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.motion_tokens import token_arrays
@@ -121,3 +126,94 @@ def random_code_dances(vqvae: SepVQVAER, lengths: dict[str, int], seed: int) -> 
         down = torch.randint(0, bins, (n,), generator=generator)
         out[name] = codes_to_joints(vqvae, up, down)
     return out
+
+
+@torch.inference_mode()
+def reconstruct_joints(vqvae: SepVQVAER, joints: np.ndarray) -> np.ndarray:
+    """Ground truth (T, 24, 3) -> its VQ-VAE reconstruction (hop·⌊T/hop⌋, 24, 3) float32.
+
+    The whole sequence (cut to a multiple of the VQ-VAE's hop, 8) is encoded at once, as ``tokenize``
+    encodes its windows (Bailando layout, root channels zeroed by the encoder), then decoded by
+    :func:`codes_to_joints` (root integrated from the decoded velocity, starting at the origin)."""
+    joints = np.asarray(joints, dtype=np.float32)
+    if joints.ndim != 3 or joints.shape[1:] != (24, 3):
+        raise ValueError(f"reconstruction: joints must be (T, 24, 3), got {joints.shape}")
+    hop = vqvae.config.hop_length
+    usable = len(joints) // hop * hop
+    if usable == 0:
+        raise ValueError(f"reconstruction: needs at least {hop} frames, got {len(joints)}")
+    device = next(vqvae.parameters()).device
+    x72 = torch.from_numpy(np.ascontiguousarray(to_bailando_layout(joints[:usable])))[None].to(device)
+    up, down = vqvae.encode(x72)
+    return codes_to_joints(vqvae, up[0], down[0])
+
+
+def reconstruction_dances(vqvae: SepVQVAER, motions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{name: reconstruction} of every ground-truth motion (T, 24, 3) in ``motions``."""
+    return {name: reconstruct_joints(vqvae, joints) for name, joints in sorted(motions.items())}
+
+
+def _tempo_or_none(music_id: str) -> float | None:
+    try:
+        return music_tempo_bpm(music_id)
+    except ValueError:
+        return None
+
+
+def music_derangement(
+    music_ids: Sequence[str],
+    seed: int,
+    tempo: Callable[[str], float | None] = _tempo_or_none,
+    tries: int = 1000,
+) -> dict[str, str]:
+    """{music id: another music id}: a seeded permutation of the distinct ids without fixed points.
+
+    Among up to ``tries`` random derangements the first with the fewest pairs of equal tempo (``tempo``:
+    from the AIST id by default; None = unknown, never equal) is kept, so that where the ids allow a
+    song is replaced by one on another beat grid."""
+    ids = sorted(set(music_ids))
+    if len(ids) < 2:
+        raise ValueError(f"sham music: needs at least 2 distinct music ids, got {ids}")
+    tempos = [tempo(i) for i in ids]
+    rng = np.random.default_rng(seed)
+    best, best_clashes = None, len(ids) + 1
+    for _ in range(tries):
+        order = rng.permutation(len(ids))
+        if np.any(order == np.arange(len(ids))):
+            continue
+        clashes = sum(tempos[i] is not None and tempos[i] == tempos[j] for i, j in enumerate(order))
+        if clashes < best_clashes:
+            best, best_clashes = order, clashes
+            if clashes == 0:
+                break
+    if best is None:  # only possible for tiny tries; a cyclic shift is always a derangement
+        best = np.roll(np.arange(len(ids)), 1)
+    return {ids[i]: ids[j] for i, j in enumerate(best)}
+
+
+def fit_length(features: np.ndarray, length: int) -> np.ndarray:
+    """Music features (T', D) cropped or tiled (repeated from the start) along time to (length, D)."""
+    features = np.asarray(features)
+    if features.ndim != 2 or len(features) == 0:
+        raise ValueError(f"fit_length: expected non-empty (T, D) features, got {features.shape}")
+    if length < 1:
+        raise ValueError(f"fit_length: length must be positive, got {length}")
+    return features[np.arange(length) % len(features)]
+
+
+def sham_music_songs(
+    songs: Sequence[Song], music_of: Mapping[str, str], seed: int
+) -> tuple[list[Song], dict[str, str]]:
+    """Each song with the music of another music id (:func:`music_derangement` over the songs' music ids;
+    that song's features fitted to this one's length), its own first codes kept.
+
+    ``music_of``: {song name: music id}; every music id's features are taken from a song that has it.
+    Returns the sham songs and {song name: the music id it is fed}."""
+    features = {music_of[s.name]: s.music_7p5fps for s in songs}
+    other = music_derangement(list(features), seed)
+    shams, fed = [], {}
+    for song in songs:
+        fed[song.name] = other[music_of[song.name]]
+        music = fit_length(features[fed[song.name]], len(song.music_7p5fps))
+        shams.append(Song(song.name, music, song.first_up, song.first_down))
+    return shams, fed

@@ -149,14 +149,52 @@ def frechet_distance_from_stats(
     return diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean
 
 
-def frechet_distance(pred: np.ndarray, gt: np.ndarray, protocol: MetricProtocol = BAILANDO) -> float:
-    """Fréchet distance between pred (M, D) and gt (N, D) feature sets (already normalised); the reported
-    value, i.e. the real part."""
+def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and N-1 covariance (D, D) of features (N, D)."""
+    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def _feature_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, gt = _features(pred, "pred", 2), _features(gt, "gt", 2)
     if pred.shape[1] != gt.shape[1]:
         raise ValueError(f"pred has {pred.shape[1]} feature dims but gt has {gt.shape[1]}")
-    stats = [(x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))) for x in (pred, gt)]
-    return float(np.real(frechet_distance_from_stats(*stats[0], *stats[1], protocol)))
+    return pred, gt
+
+
+def frechet_distance(pred: np.ndarray, gt: np.ndarray, protocol: MetricProtocol = BAILANDO) -> float:
+    """Fréchet distance between pred (M, D) and gt (N, D) feature sets (already normalised); the reported
+    value, i.e. the real part."""
+    pred, gt = _feature_pair(pred, gt)
+    return float(np.real(frechet_distance_from_stats(*_stats(pred), *_stats(gt), protocol)))
+
+
+def resampled_frechet_distances(
+    pred: np.ndarray, gt: np.ndarray, indices: np.ndarray, protocol: MetricProtocol = BAILANDO
+) -> np.ndarray:
+    """Fréchet distance of each resample ``pred[indices[b]]`` against the fixed gt set: pred (M, D),
+    gt (N, D) (already normalised), indices (B, M) -> (B,) reported (real) values. The reference
+    statistics are computed once."""
+    pred, gt = _feature_pair(pred, gt)
+    indices = np.asarray(indices)
+    if indices.ndim != 2 or indices.shape[1] != len(pred):
+        raise ValueError(f"indices must be (B, {len(pred)}), got {indices.shape}")
+    mu_gt, sigma_gt = _stats(gt)
+    return np.array(
+        [np.real(frechet_distance_from_stats(*_stats(pred[i]), mu_gt, sigma_gt, protocol)) for i in indices],
+        dtype=np.float64,
+    )
+
+
+def normalise_for_protocol(
+    gt: np.ndarray, pred: np.ndarray, protocol: MetricProtocol = BAILANDO
+) -> tuple[np.ndarray, np.ndarray]:
+    """gt (N, D) and pred (M, D) as the protocol's FID and diversity see them (z-scored with the
+    ground truth's statistics under ``normalisation="gt_stats"``, unchanged under ``"none"``)."""
+    if protocol.normalisation == "gt_stats":
+        return normalize_with_gt_stats(
+            gt, pred, protocol.normalisation_eps, protocol.std_ddof, protocol.constant_features
+        )
+    return gt, pred
 
 
 def diversity(features: np.ndarray, method: Literal["gram", "pdist"] = "gram", block: int = 1 << 22) -> float:
@@ -230,10 +268,7 @@ def compute_metrics(
     """
     out = {}
     for tag, pred, gt in (("k", pred_kinetic, gt_kinetic), ("g", pred_geometric, gt_geometric)):
-        if protocol.normalisation == "gt_stats":
-            gt, pred = normalize_with_gt_stats(
-                gt, pred, protocol.normalisation_eps, protocol.std_ddof, protocol.constant_features
-            )
+        gt, pred = normalise_for_protocol(gt, pred, protocol)
         out[f"fid_{tag}"] = frechet_distance(pred, gt, protocol)
         out[f"div_{tag}"] = diversity(pred)
         out[f"div_{tag}_gt"] = diversity(gt)

@@ -1,4 +1,5 @@
-"""Evaluation plots: music beats against motion beats over time, and metric bars beside the paper's."""
+"""Evaluation plots: music beats against motion beats over time, metric bars beside the paper's, and
+BAS excess over its chance level per row with its bootstrap interval."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from danceba.atomic import atomic_path
-from danceba.evaluation import METRIC_NAMES, PAPER_DANCEBA, PAPER_GROUND_TRUTH, Dance
+from danceba.evaluation import CI_HIGH, CI_LOW, METRIC_NAMES, PAPER_DANCEBA, PAPER_GROUND_TRUTH, Dance
 from danceba.features.motion import motion_beats
 
 
@@ -46,6 +47,23 @@ def plot_metric_bars(path: Path, rows: Mapping[str, Mapping[str, float]], protoc
         axis.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=7)
         axis.set_title(metric)
     figure.suptitle(f"protocol {protocol} (ours: blue; paper, AIST++: grey)")
+    _save(figure, path)
+
+
+def plot_bas_excess(path: Path, rows: Mapping[str, Mapping[str, float]], protocol: str) -> None:
+    """BAS minus its chance level per row, with the bootstrap interval: a row that follows the music lies
+    clearly above 0 (and above the sham-music control)."""
+    names = [r for r in rows if "bas_excess" in rows[r]]
+    mean = np.array([rows[r]["bas_excess"] for r in names])
+    low = np.array([rows[r].get("bas_excess" + CI_LOW, np.nan) for r in names])
+    high = np.array([rows[r].get("bas_excess" + CI_HIGH, np.nan) for r in names])
+    errors = np.nan_to_num(np.stack([mean - low, high - mean]), nan=0.0)
+    figure, axis = plt.subplots(figsize=(1 + 0.8 * len(names), 3.5))
+    colors = ["tab:orange" if r == "model" else "tab:blue" for r in names]
+    axis.bar(range(len(names)), mean, yerr=errors, color=colors, capsize=3)
+    axis.axhline(0.0, color="0.3", lw=1)
+    axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    axis.set(ylabel="BAS - chance", title=f"BAS excess over chance, protocol {protocol}")
     _save(figure, path)
 
 

@@ -12,6 +12,14 @@ keys, the upstream stages' locked hashes). A restarted sweep skips exactly the s
 ``ok`` with the current fingerprint; a failed seed, or one recorded under other code/params/data,
 runs again. The records (not ``dvc exp show``) are the source of truth for skipping: they survive
 ``dvc exp gc`` and say why a seed failed; the DVC experiment rev in each record links to the outputs.
+The ablation (``danceba.ablation``) reuses all of it: a :class:`SeedRun` is one experiment, a seed
+under a variant's extra overrides (``<variant>-seed-<s>``), with one records folder per variant.
+
+Metrics: ``reports/metrics.json`` is ``{protocol: {row: {metric: value}}}`` plus the protocol card
+under the top-level key ``"protocol"`` (``danceba.evaluation.PROTOCOL_CARD_KEY``), which records choices,
+not results: :func:`metric_values` drops it before anything is summarised or logged. The Markdown table
+leaves out the per-seed bootstrap bounds (``*_ci_low`` / ``*_ci_high``; they stay in the JSON summary):
+across seeds, the spread of the means is the interval that matters.
 
 Statistics: ``std`` is the *sample* standard deviation (``ddof = 1``, the usual "mean ± std over 5
 seeds" in papers); it is ``None`` for a single value. Non-finite values (NaN/inf) are left out of the
@@ -25,7 +33,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +43,8 @@ import numpy as np
 from danceba.atomic import write_text_atomic
 
 DDOF = 1
+PROTOCOL_CARD_KEY = "protocol"  # = danceba.evaluation.PROTOCOL_CARD_KEY (not imported: keeps this light)
+INTERVAL_SUFFIXES = ("_ci_low", "_ci_high")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 SeedStatus = Literal["ok", "failed"]
@@ -60,15 +70,40 @@ class SeedRecord:
     error: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
 
-def experiment_name(seed: int) -> str:
-    """The DVC experiment name of a seed: ``seed-<s>``."""
-    return f"seed-{int(seed)}"
+@dataclass(frozen=True)
+class SeedRun:
+    """One experiment to run: ``seed``, under a variant's ``overrides`` (none in a plain sweep).
+
+    ``fingerprint``: what its record must carry to count as done; ``records_dir``: where the record
+    (``seed-<s>.json``) and the log (``<name>.log``) go.
+    """
+
+    seed: int
+    fingerprint: str
+    records_dir: str
+    variant: str = ""
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The DVC experiment (and MLflow run) name: ``seed-<s>`` or ``<variant>-seed-<s>``."""
+        return experiment_name(self.seed, self.variant)
+
+    def all_overrides(self, seed_params: Sequence[str]) -> list[str]:
+        """The ``-S`` overrides of this experiment: the variant's, then every seed key set to the seed."""
+        return [*self.overrides, *seed_overrides(self.seed, seed_params)]
+
+
+def experiment_name(seed: int, variant: str = "") -> str:
+    """The DVC experiment name of a seed: ``seed-<s>``, or ``<variant>-seed-<s>`` for a variant."""
+    return f"{variant}-seed-{int(seed)}" if variant else f"seed-{int(seed)}"
 
 
 def seed_overrides(seed: int, seed_params: Sequence[str]) -> list[str]:
@@ -181,6 +216,11 @@ def without_keys(params: Mapping[str, Any], dotted_keys: Iterable[str]) -> dict[
 # ---------------------------------------------------------------------------------------------
 
 
+def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``metrics.json`` without its protocol card (the choices, not the results)."""
+    return {key: value for key, value in metrics.items() if key != PROTOCOL_CARD_KEY}
+
+
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Nested metrics -> ``{"corrected.model.fid_k": value}``; only numbers (not bools) are kept."""
     flat: dict[str, float] = {}
@@ -210,26 +250,32 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def summarize(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """Statistics over seeds of every numeric metric.
+def summarize(
+    results: Mapping[int, Mapping[str, Any]], stats: Callable[[Sequence[float]], dict[str, Any]] = describe
+) -> dict[str, Any]:
+    """Statistics over seeds of every numeric metric (``stats``: :func:`describe` or a superset of it).
 
     ``results``: ``{seed: metrics}``, each ``metrics`` the nested JSON of one seed's
-    ``reports/metrics.json`` (``{protocol: {row: {metric: value}}}``). Returns ``{"seeds": [...],
-    "ddof": 1, "metrics": {"<protocol>.<row>.<metric>": describe(...)}}``, metric paths in the order
-    they first appear. A metric missing from some seeds is described over the seeds that have it.
+    ``reports/metrics.json`` (``{protocol: {row: {metric: value}}}``; a protocol card is skipped).
+    Returns ``{"seeds": [...], "ddof": 1, "metrics": {"<protocol>.<row>.<metric>": stats(...)}}``,
+    metric paths in the order they first appear. A metric missing from some seeds is described over the seeds that have it.
     """
     seeds = sorted(int(s) for s in results)
     values: dict[str, list[float]] = {}
     for seed in seeds:
-        for path, value in flatten_metrics(results[seed]).items():
+        for path, value in flatten_metrics(metric_values(results[seed])).items():
             values.setdefault(path, []).append(value)
-    return {"seeds": seeds, "ddof": DDOF, "metrics": {path: describe(v) for path, v in values.items()}}
+    return {"seeds": seeds, "ddof": DDOF, "metrics": {path: stats(v) for path, v in values.items()}}
 
 
 def sweep_report(
-    seeds: Sequence[int], records: Mapping[int, SeedRecord], fingerprint: str, seed_params: Sequence[str]
+    seeds: Sequence[int],
+    records: Mapping[int, SeedRecord],
+    fingerprint: str,
+    seed_params: Sequence[str],
+    stats: Callable[[Sequence[float]], dict[str, Any]] = describe,
 ) -> dict[str, Any]:
-    """The sweep's JSON report: status per requested seed and the summary over the ``ok`` ones.
+    """The sweep's JSON report: status per requested seed and the summary (``stats``) over the ``ok`` ones.
 
     A seed's status is its record's (``ok`` / ``failed``), ``stale`` when the record is from another
     fingerprint, ``missing`` without a record. ``n_failed`` counts every seed that is not ``ok``.
@@ -257,7 +303,7 @@ def sweep_report(
         "seeds": status,
         "n_ok": len(ok),
         "n_failed": sum(v["status"] != STATUS_OK for v in status.values()),  # failed, missing or stale
-        "summary": summarize(ok),
+        "summary": summarize(ok, stats),
     }
 
 
@@ -298,11 +344,14 @@ def split_metric_path(path: str) -> tuple[str, str, str]:
 def format_sweep_table(summary: Mapping[str, Any], significant: int = 4) -> str:
     """Markdown: one table per protocol, a row per result row, a column per metric.
 
-    Cells are ``mean ± std [min, max]`` over the seeds in ``summary`` (from :func:`summarize`).
+    Cells are ``mean ± std [min, max]`` over the seeds in ``summary`` (from :func:`summarize`); the
+    per-seed bootstrap bounds (``*_ci_low``, ``*_ci_high``) are not shown.
     """
     groups: dict[str, dict[str, dict[str, Mapping[str, Any]]]] = {}
     for path, stats in summary["metrics"].items():
         group, row, metric = split_metric_path(path)
+        if metric.endswith(INTERVAL_SUFFIXES):
+            continue
         groups.setdefault(group, {}).setdefault(row, {})[metric] = stats
     seeds = ", ".join(str(s) for s in summary["seeds"]) or "none"
     lines = [

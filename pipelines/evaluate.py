@@ -1,9 +1,14 @@
-"""Stage ``evaluate``: FIDk, FIDg, Divk, Divg, BAS for ground truth, the model and two baselines.
+"""Stage ``evaluate``: can the evaluation tell whether the model's dances follow the music?
 
 For every protocol in ``evaluate.protocols`` (default: ``bailando`` and ``corrected`` side by side),
-the same code scores four rows: the ground-truth dances of the test pieces, the model's dances, random
-VQ-VAE codes, and ground-truth dances of other music. Writes ``reports/metrics.json`` (DVC metrics), a
-Markdown table shaped like the paper's, and plots (beats over time, metric bars beside the paper's).
+the same code scores every row: the ground-truth dances of the test pieces, the model's dances, and
+control rows: from the generate stage (read when their folder exists) the model fed another song's
+music (``model_sham_music``) and the VQ-VAE reconstruction of the ground truth (``reconstruction``),
+and random VQ-VAE codes; built here from the ground truth, its dances against other music
+(``mismatched_gt``), half a beat late (``gt_half_beat_late``), white-noise ``jitter`` and a ``still``
+pose. Writes ``reports/metrics.json`` (DVC metrics, with the protocol card under ``"protocol"``),
+``reports/metrics.md`` (verdict, rhythm and FID tables with bootstrap intervals) and plots (beats over
+time, metric bars beside the paper's, BAS excess per row).
 """
 
 from __future__ import annotations
@@ -17,18 +22,23 @@ import pyarrow.parquet as pq
 
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
+from danceba.control_rows import half_beat_late_dances, jitter_dances, mismatched_dances, still_dances
 from danceba.data.windows import load_joints, sequences_in_splits
 from danceba.evaluation import (
+    PROTOCOL_CARD_KEY,
     Dance,
     EvaluateConfig,
     evaluation_report,
-    markdown_table,
-    mismatched_dances,
+    gt_feature_sequences,
     music_beat_onehots,
     read_dance_folder,
 )
-from danceba.report_plots import plot_beats, plot_metric_bars
+from danceba.metrics_markdown import markdown_table, music_verdict
+from danceba.protocol_card import protocol_card
+from danceba.report_plots import plot_bas_excess, plot_beats, plot_metric_bars
 from pipelines.stage import exit_with, log, numeric_leaves, run_stage, stage_parser, tracked
+
+GENERATED_CONTROLS = ("model_sham_music", "reconstruction")  # optional folders of the generate stage
 
 
 def ground_truth_dances(joints: Path, sequences: Path, names: list[str]) -> list[Dance]:
@@ -38,26 +48,46 @@ def ground_truth_dances(joints: Path, sequences: Path, names: list[str]) -> list
     return [Dance(name, motions[name], index.loc[name, "music_id"]) for name in names]
 
 
+def evaluation_rows(
+    generated: Path, ground_truth: list[Dance], beats: dict, config: EvaluateConfig
+) -> dict[str, list[Dance]]:
+    """Every row, in report order: ground truth, model, the generated controls present, random codes,
+    then the controls built from the ground truth."""
+    rows = {"ground_truth": ground_truth, "model": read_dance_folder(generated / "model")}
+    for row in GENERATED_CONTROLS:
+        if (generated / row).is_dir():
+            rows[row] = read_dance_folder(generated / row)
+        else:
+            log.warning("no %s folder under %s: that control row is left out", row, generated)
+    rows["random_codes"] = read_dance_folder(generated / "random_codes")
+    rows["mismatched_gt"] = mismatched_dances(ground_truth, config.baseline_seed)
+    rows["gt_half_beat_late"] = half_beat_late_dances(ground_truth, beats)
+    rows["jitter"] = jitter_dances(ground_truth, config.jitter_noise_m, config.baseline_seed)
+    rows["still"] = still_dances(ground_truth, config.still_noise_m, config.baseline_seed)
+    return rows
+
+
 def evaluate_generated(args: argparse.Namespace, config: EvaluateConfig) -> dict:
-    """Score ground truth, the model and the baselines; write the report, the table and the plots."""
+    """Score every row; write the report (with its protocol card), the tables and the plots."""
     names = sequences_in_splits(args.sequences, config.splits)
     ground_truth = ground_truth_dances(args.joints, args.sequences, names)
-    rows = {
-        "ground_truth": ground_truth,
-        "model": read_dance_folder(args.generated / "model"),
-        "random_codes": read_dance_folder(args.generated / "random_codes"),
-        "mismatched_gt": mismatched_dances(ground_truth, config.baseline_seed),
-    }
-    report = evaluation_report(rows, args.gt_features, args.music_60fps, config.protocols)
+    beats = music_beat_onehots(args.music_60fps, [d.music_id for d in ground_truth])
+    rows = evaluation_rows(args.generated, ground_truth, beats, config)
+    report = evaluation_report(rows, args.gt_features, args.music_60fps, config, test_sequences=names)
+    with_features = gt_feature_sequences(args.gt_features)
+    sizes = {"": len(with_features), "_testref": len(with_features & set(names))}
+    card = protocol_card(config, rows, sizes)
     out = args.out_dir
-    write_text_atomic(out / "metrics.json", json.dumps(report, indent=2) + "\n")
-    write_text_atomic(out / "metrics.md", markdown_table(report))
+    write_text_atomic(out / "metrics.json", json.dumps({**report, PROTOCOL_CARD_KEY: card}, indent=2) + "\n")
+    write_text_atomic(out / "metrics.md", markdown_table(report, card))
     for protocol, protocol_rows in report.items():
         plot_metric_bars(out / "plots" / f"metrics_{protocol}.png", protocol_rows, protocol)
-    beats = music_beat_onehots(args.music_60fps, [d.music_id for d in rows["model"]])
+        plot_bas_excess(out / "plots" / f"bas_excess_{protocol}.png", protocol_rows, protocol)
+    model_beats = music_beat_onehots(args.music_60fps, [d.music_id for d in rows["model"]])
     for dance in rows["model"][: config.plot_pieces]:
-        plot_beats(out / "plots" / f"beats_{dance.name}.png", dance, beats[dance.music_id])
-    log.info("\n%s", markdown_table(report))
+        plot_beats(out / "plots" / f"beats_{dance.name}.png", dance, model_beats[dance.music_id])
+    for protocol, protocol_rows in report.items():
+        log.info("%s: %s", protocol, music_verdict(protocol_rows))
     return report
 
 

@@ -1,4 +1,4 @@
-"""Prefect flows: ``reproduce`` (the DVC chain, stage by stage) and ``sweep`` (N seeds as DVC experiments).
+"""Prefect flows: ``reproduce`` (the DVC chain), ``sweep`` (N seeds) and ``ablation`` (variants x seeds).
 
 Commands (project root; the Makefile exports the quiet/offline environment)::
 
@@ -7,6 +7,8 @@ Commands (project root; the Makefile exports the quiet/offline environment)::
     python -m pipelines.flows sweep --seeds 5 --jobs 2       # seeds 0..4, two experiments at a time
     python -m pipelines.flows sweep --seed-list 3 7 11       # explicit seeds
     python -m pipelines.flows sweep --seeds 5 --rerun        # ignore finished seeds' records
+    python -m pipelines.flows ablation --seeds 3             # every variant of danceba.ablation x 3 seeds
+    python -m pipelines.flows ablation --variants danceba,no_pre --seed-list 0 1
 
 No Prefect server is needed: with ``PREFECT_API_URL`` unset, each command starts Prefect's temporary
 local server. ``main`` defaults the environment to quiet and offline (``DO_NOT_TRACK``, no DVC/MLflow/
@@ -33,6 +35,15 @@ run of the sweep's parent run, and the DVC stages of that experiment nest under 
 summary metrics) on the parent run. A failed seed does not stop the others; the command exits 1 if
 any seed failed. Restarted, the sweep skips seeds recorded ``ok`` under the same fingerprint (git
 commit, code changes, params without the seed, upstream data).
+
+``ablation``: the same machinery with a variant beside each seed. Every (variant, seed) of
+:data:`danceba.ablation.VARIANTS` is one experiment (``<variant>-seed-<s>``: the variant's ``-S``
+overrides, then the seed's), one :class:`danceba.sweep.SeedRun` through the same task, retries and
+records (``reports/ablation/<variant>/seed-<s>.json``; the fingerprint adds the variant's overrides),
+and one MLflow child run of the ``ablation`` parent (tag ``danceba.flow=ablation``). The upstream
+stages (those depending on neither the seed nor any override key) run once, first. It writes
+``reports/ablation.json`` (:mod:`danceba.ablation_report`: mean, std, min, max and a 95 % t-interval
+over seeds of every metric, per variant) and ``reports/ablation.md`` (:mod:`danceba.ablation_markdown`).
 
 Parallel DVC experiments (DVC 3.67.1): concurrent ``dvc exp run --temp`` processes share one git
 stash; measured on 2 cores, 2 of 8 processes started 4 at a time failed with "Unable to acquire lock",
@@ -65,7 +76,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from prefect import flow, task
@@ -73,16 +84,25 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from danceba.ablation import (
+    Variant,
+    parse_variant_list,
+    select_variants,
+    variant_fingerprint,
+    variant_records_dir,
+)
+from danceba.ablation_markdown import KEY_COLUMNS, format_ablation_markdown
+from danceba.ablation_report import ablation_report, protocols
 from danceba.atomic import write_text_atomic
 from danceba.sweep import (
     STATUS_FAILED,
     STATUS_OK,
     SeedRecord,
-    experiment_name,
+    SeedRun,
     flatten_metrics,
     format_sweep_markdown,
+    metric_values,
     read_seed_records,
-    seed_overrides,
     seeds_to_run,
     sweep_fingerprint,
     sweep_report,
@@ -101,13 +121,14 @@ from danceba.tracking import (
 )
 from danceba.tracking_store import QUIET_ENV, configure_tracking, experiment_id, mlflow_client, retry_locked
 from pipelines import dvc_experiment
-from pipelines.dvc_graph import dvc_stages, seed_dependent, with_upstream
+from pipelines.dvc_graph import StageInfo, dvc_stages, seed_dependent, with_upstream
 
 SEED_PARAMS: tuple[str, ...] = ("train_gpt.train.seed",)
 DOWNLOAD_STAGES: tuple[str, ...] = ("fetch",)
 METRICS_FILE = "reports/metrics.json"
 REPORTS_DIR = "reports"
 DEFAULT_SEEDS = 5
+DEFAULT_ABLATION_SEEDS = 3
 DEFAULT_JOBS = 2
 MLFLOW_EXPERIMENT = "danceba"
 CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +136,9 @@ _PREFECT_DEFAULTS = {  # env var -> (Prefect setting, value), applied only when 
     "PREFECT_SERVER_ANALYTICS_ENABLED": ("server.analytics_enabled", False),
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": ("server.ephemeral.startup_timeout_seconds", 120),
 }
+
+
+Item = TypeVar("Item")
 
 
 class CommandFailed(RuntimeError):
@@ -319,47 +343,50 @@ def run_seed_experiment(
         result_path.unlink(missing_ok=True)
 
 
-@task(name="sweep-seed", task_run_name="seed-{seed}", cache_policy=NO_CACHE)
+@task(name="seed-experiment", task_run_name="{run.name}", cache_policy=NO_CACHE)
 def run_seed(
     project_root: str,
-    seed: int,
-    fingerprint: str,
+    run: SeedRun,
     seed_params: list[str],
     metrics_file: str,
-    records_dir: str,
+    flow_name: str = "sweep",
     parent_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """One seed: its DVC experiment, its MLflow child run and its record (written on success and failure)."""
+    """One experiment: its DVC experiment, its MLflow child run and its record (on success and failure)."""
     from prefect.runtime import task_run
 
-    root, name = Path(project_root), experiment_name(seed)
+    root, name = Path(project_root), run.name
     attempt = int(task_run.run_count or 1)
-    overrides = seed_overrides(seed, seed_params)
+    overrides = run.all_overrides(seed_params)
     tags = {
-        "danceba.flow": "sweep",
-        "danceba.seed": str(seed),
+        "danceba.flow": flow_name,
+        "danceba.seed": str(run.seed),
         "dvc.exp.name": name,
         "danceba.attempt": str(attempt),
     }
+    if run.variant:
+        tags["danceba.variant"] = run.variant
+    record = SeedRecord(
+        run.seed, STATUS_FAILED, attempt, run.fingerprint, experiment=name, variant=run.variant
+    )
     start = time.monotonic()
     try:
         with tracked_run(
             root, name, parent_run_id=parent_run_id, tags=tags, params={"overrides": overrides}
-        ) as run:
-            log_path = Path(records_dir) / f"{name}.log"
+        ) as tracker:
+            log_path = Path(run.records_dir) / f"{name}.log"
             result = run_seed_experiment(
-                root, name, overrides, metrics_file, run.run_id or parent_run_id, log_path
+                root, name, overrides, metrics_file, tracker.run_id or parent_run_id, log_path
             )
-            run.log_metrics(flatten_metrics(result["metrics"]))
-            run.set_tags({"dvc.exp.rev": result["rev"]})
+            tracker.log_metrics(flatten_metrics(metric_values(result["metrics"])))
+            tracker.set_tags({"dvc.exp.rev": result["rev"]})
     except Exception as error:
-        failed = SeedRecord(
-            seed, STATUS_FAILED, attempt, fingerprint, experiment=name, error=str(error)[-2000:]
+        write_seed_record(
+            run.records_dir, _timed(dataclasses.replace(record, error=str(error)[-2000:]), start)
         )
-        write_seed_record(records_dir, _timed(failed, start))
         raise
-    record = SeedRecord(seed, STATUS_OK, attempt, fingerprint, result["metrics"], name, result["rev"])
-    write_seed_record(records_dir, _timed(record, start))
+    record = dataclasses.replace(record, status=STATUS_OK, metrics=result["metrics"], rev=result["rev"])
+    write_seed_record(run.records_dir, _timed(record, start))
     return record.to_json()
 
 
@@ -368,8 +395,8 @@ def _timed(record: SeedRecord, start: float) -> SeedRecord:
 
 
 def run_windowed(
-    submit: Callable[[int], PrefectFuture[Any]], items: Sequence[int], jobs: int
-) -> dict[int, Any]:
+    submit: Callable[[Item], PrefectFuture[Any]], items: Sequence[Item], jobs: int
+) -> dict[Item, Any]:
     """Submit ``items`` keeping at most ``jobs`` running (whatever the task runner); ``{item: state}``."""
     if jobs < 1:
         raise ValueError(f"jobs: need at least 1, got {jobs}")
@@ -382,6 +409,53 @@ def run_windowed(
         finished.wait()  # sets the final state (`.state` alone may read a stale one from the API)
         states[running.pop(finished)] = finished.state
     return states
+
+
+def share_cores(jobs: int) -> None:
+    """``OMP_NUM_THREADS = cores // jobs`` for the experiments (an explicit OMP_NUM_THREADS wins).
+
+    2 jobs x 2 threads on 2 cores ran each GPT 4x slower than one alone.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+
+
+def split_stages(graph: Sequence[StageInfo], keys: Sequence[str], what: str) -> tuple[set[str], list[str]]:
+    """``(varied, upstream)``: the stages that depend on ``keys`` (and their descendants), the others.
+
+    A key no stage lists would be set for nothing: it raises ValueError, as does no varied stage at all.
+    """
+    listed = {key for stage in graph for key in stage.params}
+    unlisted = [key for key in keys if key not in listed]
+    if unlisted:
+        raise ValueError(f"dvc.yaml: no stage lists the {what} params {unlisted} (nothing would change)")
+    varied = seed_dependent(graph, keys)
+    if not varied:
+        raise ValueError(f"dvc.yaml: no stage lists any of the {what} params {list(keys)} (nothing to run)")
+    return varied, [s.name for s in graph if s.name not in varied]
+
+
+def run_seed_runs(
+    project_root: Path,
+    runs: Sequence[SeedRun],
+    *,
+    jobs: int,
+    retries: int,
+    retry_delay_s: float,
+    seed_params: list[str],
+    metrics_file: str,
+    flow_name: str,
+    parent_run_id: str | None,
+) -> None:
+    """Run the experiments ``jobs`` at a time, each retried ``retries`` times; every run leaves a record."""
+    seed_task = run_seed.with_options(retries=retries, retry_delay_seconds=retry_delay_s)
+    states = run_windowed(
+        lambda run: seed_task.submit(
+            str(project_root), run, seed_params, metrics_file, flow_name, parent_run_id
+        ),
+        runs,
+        jobs,
+    )
+    record_lost_runs(states)
 
 
 @flow(name="danceba-sweep", task_runner=ThreadPoolTaskRunner())  # `jobs` limits the seeds running at once
@@ -407,29 +481,26 @@ def sweep(
     root = Path(project_root).resolve()
     keys = list(seed_params or SEED_PARAMS)
     seed_list = sweep_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in seeds]
-    # Share the cores between the experiments running at once (2 jobs x 2 threads on 2 cores ran each
-    # GPT 4x slower than one alone); an explicit OMP_NUM_THREADS wins.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
-    graph = dvc_stages(root)
-    seeded = seed_dependent(graph, keys)
-    if not seeded:
-        raise ValueError(f"dvc.yaml: no stage lists any of the seed params {keys} (nothing to sweep)")
-    upstream = [s.name for s in graph if s.name not in seeded]
+    share_cores(jobs)
+    seeded, upstream = split_stages(dvc_stages(root), keys, "seed")
     records_dir = root / reports_dir / "sweep"
     params = {"seeds": seed_list, "jobs": jobs, "seed_params": keys, "seed_stages": sorted(seeded)}
     with tracked_run(root, "sweep", tags={"danceba.flow": "sweep"}, params=params) as parent:
         repro_in_order(root, upstream, parent.run_id, download_retries, download_retry_delay_s)
         fingerprint = current_fingerprint(root, upstream, keys)
         todo = seed_list if rerun else seeds_to_run(seed_list, read_seed_records(records_dir), fingerprint)
-        seed_task = run_seed.with_options(retries=seed_retries, retry_delay_seconds=seed_retry_delay_s)
-        states = run_windowed(
-            lambda s: seed_task.submit(
-                str(root), s, fingerprint, keys, metrics_file, str(records_dir), parent.run_id
-            ),
-            todo,
-            jobs,
+        runs = [SeedRun(seed, fingerprint, str(records_dir)) for seed in todo]
+        run_seed_runs(
+            root,
+            runs,
+            jobs=jobs,
+            retries=seed_retries,
+            retry_delay_s=seed_retry_delay_s,
+            seed_params=keys,
+            metrics_file=metrics_file,
+            flow_name="sweep",
+            parent_run_id=parent.run_id,
         )
-        record_lost_seeds(records_dir, states, fingerprint)
         report = sweep_report(seed_list, read_seed_records(records_dir), fingerprint, keys)
         report["skipped"] = [s for s in seed_list if s not in todo]
         json_path, md_path = write_sweep_reports(root / reports_dir, report)
@@ -437,18 +508,24 @@ def sweep(
     return report
 
 
-def record_lost_seeds(records_dir: Path, states: Mapping[int, Any], fingerprint: str) -> None:
-    """A seed whose task failed without writing its failed record (e.g. a lost Dask worker) gets one."""
-    records = read_seed_records(records_dir)
-    for seed, state in states.items():
-        record = records.get(seed)
+def record_lost_runs(states: Mapping[SeedRun, Any]) -> None:
+    """A run whose task failed without writing its failed record (e.g. a lost Dask worker) gets one."""
+    for run, state in states.items():
+        record = read_seed_records(run.records_dir).get(run.seed)
         if state.is_completed() or (
-            record and record.status == STATUS_FAILED and record.fingerprint == fingerprint
+            record and record.status == STATUS_FAILED and record.fingerprint == run.fingerprint
         ):
             continue
-        write_seed_record(
-            records_dir, SeedRecord(seed, STATUS_FAILED, 0, fingerprint, error=str(state.message))
+        lost = SeedRecord(
+            run.seed,
+            STATUS_FAILED,
+            0,
+            run.fingerprint,
+            experiment=run.name,
+            error=str(state.message),
+            variant=run.variant,
         )
+        write_seed_record(run.records_dir, lost)
 
 
 def write_sweep_reports(reports_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
@@ -469,6 +546,139 @@ def log_summary(run: StageRun | NullStageRun, report: Mapping[str, Any], *paths:
     }
     run.log_metrics({**metrics, "sweep.n_ok": report["n_ok"], "sweep.n_failed": report["n_failed"]})
     run.set_tags({f"sweep.seed.{seed}": entry["status"] for seed, entry in report["seeds"].items()})
+    for path in paths:
+        run.log_artifact(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# ablation
+# ---------------------------------------------------------------------------------------------
+
+
+def ablation_runs(
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    fingerprints: Mapping[str, str],
+    reports_root: Path,
+    rerun: bool,
+) -> list[SeedRun]:
+    """Every (variant, seed) to run, variant by variant; without ``rerun``, those not finished yet."""
+    runs = []
+    for variant in variants:
+        records_dir = variant_records_dir(reports_root, variant)
+        fingerprint = fingerprints[variant.name]
+        todo = seeds if rerun else seeds_to_run(seeds, read_seed_records(records_dir), fingerprint)
+        overrides = tuple(variant.override_args())
+        runs += [SeedRun(s, fingerprint, str(records_dir), variant.name, overrides) for s in todo]
+    return runs
+
+
+@flow(name="danceba-ablation", task_runner=ThreadPoolTaskRunner())  # `jobs` limits the runs at once
+def ablation(
+    project_root: str = ".",
+    seeds: int | list[int] = DEFAULT_ABLATION_SEEDS,
+    variants: list[str] | None = None,
+    jobs: int = DEFAULT_JOBS,
+    seed_retries: int = 1,
+    seed_retry_delay_s: float = 5.0,
+    rerun: bool = False,
+    seed_params: list[str] | None = None,
+    metrics_file: str = METRICS_FILE,
+    reports_dir: str = REPORTS_DIR,
+    download_retries: int = 3,
+    download_retry_delay_s: float = 10.0,
+) -> dict[str, Any]:
+    """The paper's ablation: every variant of ``danceba.ablation.VARIANTS`` (or ``variants``) under each seed.
+
+    Each (variant, seed) is the DVC experiment ``<variant>-seed-<s>`` (the variant's overrides and the
+    seed's) and an MLflow child run of the ``ablation`` parent run; the upstream stages run once, first.
+    Returns the report written to ``<reports>/ablation.json`` (and ``ablation.md``).
+    """
+    started = time.monotonic()
+    root = Path(project_root).resolve()
+    keys = list(seed_params or SEED_PARAMS)
+    seed_list = sweep_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in seeds]
+    chosen = select_variants(variants)
+    share_cores(jobs)
+    override_keys = list(dict.fromkeys(key for variant in chosen for key in variant.keys()))
+    varied, upstream = split_stages(dvc_stages(root), [*keys, *override_keys], "seed and variant")
+    reports_root = root / reports_dir
+    params = {
+        "seeds": seed_list,
+        "variants": [v.name for v in chosen],
+        "jobs": jobs,
+        "seed_params": keys,
+        "varied_stages": sorted(varied),
+    }
+    with tracked_run(root, "ablation", tags={"danceba.flow": "ablation"}, params=params) as parent:
+        repro_in_order(root, upstream, parent.run_id, download_retries, download_retry_delay_s)
+        base = current_fingerprint(root, upstream, keys)
+        fingerprints = {v.name: variant_fingerprint(base, v) for v in chosen}
+        runs = ablation_runs(chosen, seed_list, fingerprints, reports_root, rerun)
+        run_seed_runs(
+            root,
+            runs,
+            jobs=jobs,
+            retries=seed_retries,
+            retry_delay_s=seed_retry_delay_s,
+            seed_params=keys,
+            metrics_file=metrics_file,
+            flow_name="ablation",
+            parent_run_id=parent.run_id,
+        )
+        records = {v.name: read_seed_records(variant_records_dir(reports_root, v)) for v in chosen}
+        report = ablation_report(
+            chosen,
+            seed_list,
+            records,
+            fingerprints,
+            keys,
+            wall_time_s=time.monotonic() - started,
+            data_source=params_value(root, "data.source"),
+        )
+        ran = {(run.variant, run.seed) for run in runs}
+        report["skipped"] = {v.name: [s for s in seed_list if (v.name, s) not in ran] for v in chosen}
+        json_path, md_path = write_ablation_reports(reports_root, report)
+        log_ablation_summary(parent, report, json_path, md_path)
+    return report
+
+
+def params_value(project_root: Path, dotted_key: str) -> str:
+    """A value of the project's params.yaml as text ("" when the file or the key is missing)."""
+    path = project_root / "params.yaml"
+    node: Any = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for part in dotted_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return "" if node is None else str(node)
+
+
+def write_ablation_reports(reports_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:
+    """``<reports>/ablation.json`` and ``<reports>/ablation.md``."""
+    json_path, md_path = reports_dir / "ablation.json", reports_dir / "ablation.md"
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
+    write_text_atomic(md_path, format_ablation_markdown(report))
+    return json_path, md_path
+
+
+def log_ablation_summary(run: StageRun | NullStageRun, report: Mapping[str, Any], *paths: Path) -> None:
+    """The Markdown table's metrics (``<variant>.<protocol>.<row>.<metric>.mean`` ...), run statuses as
+    tags (``ablation.<variant>.seed.<s>``), the reports as artifacts (every other metric is in the JSON)."""
+    metrics = {
+        "ablation.n_ok": report["n_ok"],
+        "ablation.n_failed": report["n_failed"],
+        "ablation.wall_time_s": report["wall_time_s"],
+    }
+    tags = {}
+    for name, part in report["variants"].items():
+        for protocol in protocols(report):
+            for row, metric, _ in KEY_COLUMNS:
+                stats = part["summary"]["metrics"].get(f"{protocol}.{row}.{metric}") or {}
+                for stat in ("mean", "std", "ci_low", "ci_high"):
+                    if stats.get(stat) is not None:
+                        metrics[f"{name}.{protocol}.{row}.{metric}.{stat}"] = stats[stat]
+        tags |= {f"ablation.{name}.seed.{seed}": entry["status"] for seed, entry in part["seeds"].items()}
+    run.log_metrics(metrics)
+    run.set_tags(tags)
     for path in paths:
         run.log_artifact(path)
 
@@ -504,25 +714,45 @@ def parser() -> argparse.ArgumentParser:
     repro = commands.add_parser("reproduce", help="run the DVC chain, one Prefect task per stage")
     repro.add_argument("--stage", action="append", dest="stages", help="only this stage and its upstream")
     swp = commands.add_parser("sweep", help="train/generate/evaluate under N seeds, mean ± std")
-    group = swp.add_mutually_exclusive_group()
-    group.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds 0..N-1 (default: %(default)s)")
-    group.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds")
-    swp.add_argument(
-        "--jobs", type=int, default=DEFAULT_JOBS, help="experiments at once (default: %(default)s)"
+    add_experiment_arguments(swp, DEFAULT_SEEDS)
+    abl = commands.add_parser("ablation", help="the paper's ablation: every variant under N seeds")
+    add_experiment_arguments(abl, DEFAULT_ABLATION_SEEDS)
+    abl.add_argument(
+        "--variants",
+        type=variant_names_argument,
+        help=f"comma-separated variants (default: all: {','.join(v.name for v in select_variants(None))})",
     )
-    swp.add_argument("--seed-retries", type=int, default=1)
-    swp.add_argument("--seed-retry-delay", type=float, default=5.0)
-    swp.add_argument("--rerun", action="store_true", help="re-run seeds that already finished")
-    swp.add_argument("--seed-param", action="append", dest="seed_params", help=f"default: {SEED_PARAMS}")
-    swp.add_argument("--metrics", default=METRICS_FILE)
-    swp.add_argument("--reports", default=REPORTS_DIR)
-    swp.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
-    swp.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
-    for sub in (repro, swp):
+    for sub in (repro, swp, abl):
         sub.add_argument("--project", default=".", help="the DVC project root (default: %(default)s)")
         sub.add_argument("--download-retries", type=int, default=3)
         sub.add_argument("--download-retry-delay", type=float, default=10.0)
     return main_parser
+
+
+def variant_names_argument(text: str) -> list[str]:
+    """``--variants a,b``: the names, checked against ``danceba.ablation.VARIANTS``."""
+    try:
+        return [variant.name for variant in select_variants(parse_variant_list(text))]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def add_experiment_arguments(sub: argparse.ArgumentParser, default_seeds: int) -> None:
+    """The options ``sweep`` and ``ablation`` share: seeds, jobs, retries, keys, paths, task runner."""
+    group = sub.add_mutually_exclusive_group()
+    group.add_argument("--seeds", type=int, default=default_seeds, help="seeds 0..N-1 (default: %(default)s)")
+    group.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds")
+    sub.add_argument(
+        "--jobs", type=int, default=DEFAULT_JOBS, help="experiments at once (default: %(default)s)"
+    )
+    sub.add_argument("--seed-retries", type=int, default=1)
+    sub.add_argument("--seed-retry-delay", type=float, default=5.0)
+    sub.add_argument("--rerun", action="store_true", help="re-run experiments that already finished")
+    sub.add_argument("--seed-param", action="append", dest="seed_params", help=f"default: {SEED_PARAMS}")
+    sub.add_argument("--metrics", default=METRICS_FILE)
+    sub.add_argument("--reports", default=REPORTS_DIR)
+    sub.add_argument("--task-runner", choices=("threads", "dask"), default="threads")
+    sub.add_argument("--dask-address", help="a running Dask scheduler (default: a local cluster)")
 
 
 def quiet_prefect_settings(project_root: Path) -> dict[str, Any]:
@@ -534,7 +764,7 @@ def quiet_prefect_settings(project_root: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; 0 on success, 1 when a sweep seed failed (the reports are still written)."""
+    """Run a command; 0 on success, 1 when a sweep/ablation run failed (the reports are still written)."""
     args = parser().parse_args(argv)
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
@@ -546,20 +776,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             reproduce(str(root), args.stages, args.download_retries, args.download_retry_delay)
             return 0
         runner = make_task_runner(args.task_runner, args.jobs, args.dask_address)
-        report = sweep.with_options(task_runner=runner)(
-            project_root=str(root),
-            seeds=args.seed_list or args.seeds,
-            jobs=args.jobs,
-            seed_retries=args.seed_retries,
-            seed_retry_delay_s=args.seed_retry_delay,
-            rerun=args.rerun,
-            seed_params=args.seed_params,
-            metrics_file=args.metrics,
-            reports_dir=args.reports,
-            download_retries=args.download_retries,
-            download_retry_delay_s=args.download_retry_delay,
-        )
-    print((root / args.reports / "sweep.md").read_text(encoding="utf-8"))
+        options = {
+            "project_root": str(root),
+            "seeds": args.seed_list or args.seeds,
+            "jobs": args.jobs,
+            "seed_retries": args.seed_retries,
+            "seed_retry_delay_s": args.seed_retry_delay,
+            "rerun": args.rerun,
+            "seed_params": args.seed_params,
+            "metrics_file": args.metrics,
+            "reports_dir": args.reports,
+            "download_retries": args.download_retries,
+            "download_retry_delay_s": args.download_retry_delay,
+        }
+        if args.command == "ablation":
+            report = ablation.with_options(task_runner=runner)(**options, variants=args.variants)
+        else:
+            report = sweep.with_options(task_runner=runner)(**options)
+    print((root / args.reports / f"{args.command}.md").read_text(encoding="utf-8"))
     return 1 if report["n_failed"] else 0
 
 

@@ -1,8 +1,11 @@
-"""Stage ``generate``: dances for the test pieces from their music, plus the random-codes baseline.
+"""Stage ``generate``: dances for the test pieces from their music, plus the evaluation's controls.
 
-Writes one ``<sequence>.npz`` per piece (format in ``danceba.evaluation``) under ``--out/model`` and
-``--out/random_codes``. Evaluation mode of the reference: first codes from the ground-truth dance,
-greedy decoding (``generate.*`` in params.yaml).
+Writes one ``<sequence>.npz`` per piece (format in ``danceba.evaluation``) under ``--out/<row>``:
+``model`` (evaluation mode of the reference: first codes from the ground-truth dance, greedy decoding,
+``generate.*`` in params.yaml); ``model_sham_music`` (the same call with each piece's music replaced
+by another music id's, a derangement seeded with ``generate.seed``; ``music_id`` stays the piece's own,
+``condition_music_id`` is the music fed); ``reconstruction`` (the ground truth encoded and decoded by
+the VQ-VAE); ``random_codes`` (uniform random codes of the model's length, decoded).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from danceba.dance_generation import (
     generate_dances,
     ground_truth_first_codes,
     random_code_dances,
+    reconstruction_dances,
+    sham_music_songs,
 )
 from danceba.data.aistpp import AistppLayout
-from danceba.data.windows import read_sequence_index
+from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import write_dance
 from danceba.export.video import render_dance_video
 from danceba.train.gpt_training import load_gpt
@@ -51,17 +56,26 @@ def test_songs(
 
 
 def generate_test_dances(args: argparse.Namespace, config: GenerateConfig) -> None:
-    """Generate the model's and the random-codes baseline's dances; render the first one as a video."""
+    """Generate the model's dances and the control rows; render the first model dance as a video."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     gpt, vqvae = load_gpt(args.gpt, device).to(device), load_vqvae(args.vqvae, device).to(device)
     songs, music_of = test_songs(args.sequences, args.tokens, args.music, config.splits)
     log.info("generating %d dances (%s, %s decoding) on %s", len(songs), config.mode, config.decode, device)
     dances = generate_dances(gpt, vqvae, songs, config.sampling(), config.batch_size)
+    shams, fed = sham_music_songs(songs, music_of, config.seed)
+    log.info("generating the %d sham-music dances (music fed: %s)", len(shams), fed)
+    sham_dances = generate_dances(gpt, vqvae, shams, config.sampling(), config.batch_size)
     lengths = {name: len(joints) // 8 for name, joints in dances.items()}
-    baselines = random_code_dances(vqvae, lengths, config.seed)
-    for row, produced in (("model", dances), ("random_codes", baselines)):
+    rows = {
+        "model": dances,
+        "model_sham_music": sham_dances,
+        "reconstruction": reconstruction_dances(vqvae, load_joints(args.joints, [s.name for s in songs])),
+        "random_codes": random_code_dances(vqvae, lengths, config.seed),
+    }
+    for row, produced in rows.items():
         for name, joints in tqdm(produced.items(), desc=f"write {row}", unit="dance"):
-            write_dance(args.out / row / f"{name}.npz", joints, music_of[name])
+            condition = fed[name] if row == "model_sham_music" else None
+            write_dance(args.out / row / f"{name}.npz", joints, music_of[name], condition)
     if config.sample_videos:
         for name in sorted(dances)[: config.sample_videos]:
             wav = AistppLayout(args.raw).wav_path(music_of[name])
@@ -70,12 +84,12 @@ def generate_test_dances(args: argparse.Namespace, config: GenerateConfig) -> No
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
-    for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--raw", "--out"):
+    for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--joints", "--raw", "--out"):
         parser.add_argument(name, required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).generate
-        inputs = [args.gpt, args.vqvae, args.tokens, args.sequences, args.music, args.raw]
+        inputs = [args.gpt, args.vqvae, args.tokens, args.sequences, args.music, args.joints, args.raw]
         with tracked("generate", args, config, inputs=inputs, outputs=[args.out], seed=config.seed):
             generate_test_dances(args, config)
 

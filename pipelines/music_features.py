@@ -20,6 +20,7 @@ from danceba import tables
 from danceba.config import MusicFeaturesConfig, load_params
 from danceba.data import aistpp
 from danceba.features import music
+from danceba.features.rhythm import with_token_rhythm
 from pipelines.stage import exit_with, run_stage, stage_parser, tracked
 
 MOTION_FPS = music.SAMPLE_RATE_60FPS / music.HOP_LENGTH
@@ -31,11 +32,19 @@ def music_ids(sequences: Path) -> list[str]:
     return sorted(set(pq.read_table(sequences, columns=["music_id"]).column("music_id").to_pylist()))
 
 
-def features_at_both_rates(path: Path, kind: str, music_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """(T60, D) and (T7.5, D) float32 features of one track."""
+def features_at_both_rates(
+    path: Path, kind: str, music_id: str, token_rhythm: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T60, D) and (T7.5, D or D + 21 with ``token_rhythm``) float32 features of one track."""
     if kind == "bailando438":
         both = music.music_features_for_motion(path)
+        if token_rhythm:
+            return both.at_60fps, with_token_rhythm(both.at_7p5fps, both.at_60fps)
         return both.at_60fps, both.at_7p5fps
+    if token_rhythm:
+        raise ValueError(
+            "music_features.token_rhythm needs kind bailando438 (it reads the 60 fps beat column)"
+        )
     audio, rate = music.read_audio(path)
     bpm = aistpp.music_tempo_bpm(music_id)
     return tuple(
@@ -54,7 +63,9 @@ def write_music_features(
 
     def motion_rate_groups() -> Iterator[pa.Table]:
         for music_id in tqdm(ids, desc="music features", unit="music"):
-            at_motion, at_token = features_at_both_rates(layout.wav_path(music_id), config.kind, music_id)
+            at_motion, at_token = features_at_both_rates(
+                layout.wav_path(music_id), config.kind, music_id, config.token_rhythm
+            )
             token_rows.append(tables.frame_table("music_id", music_id, "features", at_token))
             yield tables.frame_table("music_id", music_id, "features", at_motion)
 
@@ -63,7 +74,10 @@ def write_music_features(
         columns = "onset envelope 0, MFCC 1-20, chroma CENS 21-32, onset peak 33, beat one-hot 34"
     metadata = {"kind": config.kind, "columns": columns, "hop_length": music.HOP_LENGTH}
     tables.write_grouped_table(out_motion, motion_rate_groups(), {**metadata, "fps": MOTION_FPS})
-    tables.write_grouped_table(out_token, iter(token_rows), {**metadata, "fps": TOKEN_FPS})
+    if config.token_rhythm:
+        columns += ", token rhythm 438-458 (danceba.features.rhythm)"
+    token_metadata = {**metadata, "columns": columns, "fps": TOKEN_FPS, "token_rhythm": config.token_rhythm}
+    tables.write_grouped_table(out_token, iter(token_rows), token_metadata)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

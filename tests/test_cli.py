@@ -285,17 +285,17 @@ def test_evaluate_prints_the_table_and_writes_json(evaluation_tables, tmp_path, 
     assert main([*args, "--protocol", "corrected"]) == 0
     out = capsys.readouterr().out
     assert "### Protocol `corrected`" in out and "bailando`" not in out
-    row = next(line for line in out.splitlines() if line.startswith("| predictions |"))
-    assert all(math.isfinite(float(cell)) for cell in row.strip("|").split("|")[1:])
+    assert "- `corrected`: no verdict: no model row" in out  # a plain folder has no model / sham rows
+    rows = [line for line in out.splitlines() if line.startswith("| predictions | 3 |")]
+    assert len(rows) == 2  # the rhythm table and the FID table
     report = json.loads((tmp_path / "m.json").read_text())
-    assert list(report) == ["corrected"] and set(report["corrected"]["predictions"]) == {
-        "fid_k",
-        "fid_g",
-        "div_k",
-        "div_g",
-        "bas",
-    }
-    assert all(math.isfinite(v) for v in report["corrected"]["predictions"].values())
+    assert list(report) == ["corrected", "protocol"]
+    values = report["corrected"]["predictions"]
+    assert {"fid_k", "fid_g", "div_k", "div_g", "bas", "bas_excess", "phase_lock_r", "pfc"} <= set(values)
+    assert "fid_k_testref" not in values  # the predictions are not named after sequences with features
+    assert all(math.isfinite(v) for v in values.values())
+    assert report["protocol"]["config"]["protocols"] == "corrected"
+    assert report["protocol"]["rows"]["predictions"]["n_pieces"] == 3
 
 
 def test_evaluate_refuses_bad_folders(evaluation_tables, tmp_path, capsys) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from danceba.sweep import read_seed_records
 from pipelines import dvc_experiment
 from pipelines.dvc_graph import StageInfo, dvc_stages, seed_dependent, with_upstream
 from pipelines.flows import reproduce, run_windowed, sweep
+from tests.tiny_dvc import make_project, mlflow_runs
 
 STAGE_SCRIPT = '''\
 """Tiny stand-in for the danceba chain: each stage leaves a marker and a small output."""
@@ -75,10 +75,6 @@ stages:
 SEED_KEYS = ["train.seed"]
 
 
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-
-
 def executions(markers: Path) -> list[tuple[str, int, str]]:
     """(stage, seed, parent run id) of every stage execution, oldest first."""
     found = []
@@ -89,47 +85,18 @@ def executions(markers: Path) -> list[tuple[str, int, str]]:
     return [(stage, seed, parent) for _, stage, seed, parent in sorted(found)]
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    """One temporary Prefect server for the session; no heartbeat thread."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A committed git + DVC project and its marker folder; MLflow goes to <project>/mlflow.db."""
     root, markers = tmp_path_factory.mktemp("tiny-project"), tmp_path_factory.mktemp("markers")
-    (root / "stage.py").write_text(STAGE_SCRIPT)
-    (root / "dvc.yaml").write_text(DVC_YAML)
-    (root / "params.yaml").write_text("prep:\n  scale: 2\ntrain:\n  seed: 0\n")
-    (root / ".gitignore").write_text("/reports/\n/mlflow.db*\n/mlartifacts/\n/.prefect/\n")
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "tests@danceba")
-    git(root, "config", "user.name", "tests")
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "tiny project")
+    params = "prep:\n  scale: 2\ntrain:\n  seed: 0\n"
+    make_project(root, {"stage.py": STAGE_SCRIPT, "dvc.yaml": DVC_YAML, "params.yaml": params})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TINY_MARKERS", str(markers))
         patch.setenv("DANCEBA_TRACKING", "on")
         for name in ("MLFLOW_TRACKING_URI", "DANCEBA_PARENT_RUN_ID", "MLFLOW_PARENT_RUN_ID"):
             patch.delenv(name, raising=False)
         yield root, markers
-
-
-def mlflow_runs(root: Path) -> dict[str, object]:
-    """Every MLflow run of the project, by run id."""
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("danceba")
-    return {run.info.run_id: run for run in client.search_runs([experiment.experiment_id], max_results=1000)}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ from danceba.metrics import (
     frechet_distance,
     metric_protocol,
     motion_beat_align_score,
+    normalise_for_protocol,
     normalize_with_gt_stats,
+    resampled_frechet_distances,
     resolve_complex_covmean,
 )
 
@@ -100,6 +102,29 @@ def test_fid_retries_with_eps_on_the_diagonals(monkeypatch, rng: np.random.Gener
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     assert len(calls) == 2
     np.testing.assert_allclose(calls[1], (s1 + 0.5 * np.eye(3)) @ (s2 + 0.5 * np.eye(3)))
+
+
+@pytest.mark.parametrize("protocol", [BAILANDO, CORRECTED])
+def test_resampled_fid_recomputes_the_prediction_side_only(rng: np.random.Generator, protocol) -> None:
+    pred, gt = rng.normal(size=(12, 5)) + 0.5, rng.normal(size=(200, 5))
+    identity, shuffled = np.arange(12), rng.permutation(12)
+    resamples = np.stack([identity, shuffled, np.r_[identity[:6], identity[:6]]])
+    got = resampled_frechet_distances(pred, gt, resamples, protocol)
+    assert got[0] == pytest.approx(frechet_distance(pred, gt, protocol), rel=1e-9)
+    assert got[1] == pytest.approx(got[0], rel=1e-9)  # the order of pieces does not matter
+    doubled = frechet_distance(pred[resamples[2]], gt, protocol)  # duplicates count as pieces
+    assert got[2] == pytest.approx(doubled, rel=1e-9) and got[2] != pytest.approx(got[0])
+    with pytest.raises(ValueError, match=r"indices must be \(B, 12\)"):
+        resampled_frechet_distances(pred, gt, resamples[:, :5], protocol)
+
+
+def test_normalise_for_protocol_follows_the_protocol(rng: np.random.Generator) -> None:
+    gt, pred = rng.normal(size=(30, 3)) * 2 + 1, rng.normal(size=(5, 3))
+    np.testing.assert_array_equal(
+        normalise_for_protocol(gt, pred, BAILANDO)[1], normalize_with_gt_stats(gt, pred)[1]
+    )
+    raw = MetricProtocol(name="raw", normalisation="none")
+    assert normalise_for_protocol(gt, pred, raw)[1] is pred
 
 
 # ---------------------------------------------------------------- diversity

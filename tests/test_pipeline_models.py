@@ -54,6 +54,7 @@ def tiny_params(tmp: Path) -> Path:
     )
     gpt["optim"]["milestones"] = []
     params["tokenize"]["stride"] = 8
+    params["evaluate"].update(bootstrap=100, fid_bootstrap=5)
     path = tmp / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -142,6 +143,8 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 str(chain["sequences"]),
                 "--music",
                 str(chain["music7"]),
+                "--joints",
+                str(chain["joints"]),
                 "--raw",
                 str(chain["raw"]),
                 "--out",
@@ -223,27 +226,57 @@ def test_wrong_checkpoint_kind_is_refused(models: dict[str, Path]) -> None:
 def test_generated_dances_follow_the_music(models: dict[str, Path], chain: dict[str, Path]) -> None:
     index = pq.read_table(chain["sequences"]).to_pandas()
     pieces = set(index.loc[index["split"].isin(["val", "test"]), "sequence"])
-    for row in ("model", "random_codes"):
+    for row in ("model", "random_codes", "model_sham_music"):
         dances = read_dance_folder(models["generated"] / row)
         assert {d.name for d in dances} == pieces
         for dance in dances:
             music_frames = len(tables.read_group(chain["music7"], dance.music_id, "features"))
             assert len(dance.joints) == 8 * music_frames  # first code + one per music frame after frame 0
             assert np.isfinite(dance.joints).all()
+    music_of = dict(zip(index["sequence"], index["music_id"], strict=True))
+    for path in (models["generated"] / "model_sham_music").glob("*.npz"):
+        with np.load(path) as data:
+            assert str(data["music_id"]) == music_of[path.stem]  # scored against its own music...
+            assert str(data["condition_music_id"]) != music_of[path.stem]  # ...fed another one
+    for dance in read_dance_folder(models["generated"] / "reconstruction"):
+        ground_truth = tables.read_group(chain["joints"], dance.name, "joints").reshape(-1, 24, 3)
+        assert dance.joints.shape == (len(ground_truth) // 8 * 8, 24, 3) and dance.name in pieces
+
+
+ROWS = (
+    "ground_truth",
+    "model",
+    "model_sham_music",
+    "reconstruction",
+    "random_codes",
+    "mismatched_gt",
+    "gt_half_beat_late",
+    "jitter",
+    "still",
+)
 
 
 def test_evaluation_report(models: dict[str, Path]) -> None:
     report = json.loads((models["reports"] / "metrics.json").read_text())
-    assert set(report) == {"bailando", "corrected"}
+    assert set(report) == {"bailando", "corrected", "protocol"}
+    card = report.pop("protocol")
+    assert list(card["rows"]) == list(ROWS) and card["config"]["fid_bootstrap"] == 5
     for rows in report.values():
-        assert set(rows) == {"ground_truth", "model", "random_codes", "mismatched_gt"}
+        assert list(rows) == list(ROWS)
         for values in rows.values():
-            assert set(values) == {"fid_k", "fid_g", "div_k", "div_g", "bas"}
-            assert all(math.isfinite(v) for v in values.values())
+            assert {"fid_k", "fid_g", "div_k", "div_g", "bas"} <= set(values)
+            assert {"fid_k_testref", "bas_excess_ci_low", "phase_lock_r", "pfc", "foot_skating"} <= set(
+                values
+            )
+            assert math.isfinite(values["fid_k"]) and math.isfinite(values["bas_excess"])
             assert 0 <= values["bas"] <= 1
+        assert rows["gt_half_beat_late"]["bas"] < rows["ground_truth"]["bas"]
+        assert rows["still"]["mean_joint_speed"] < 0.05 < rows["ground_truth"]["mean_joint_speed"]
     table = (models["reports"] / "metrics.md").read_text()
     assert "| model |" in table and "Protocol `corrected`" in table
+    assert table.startswith("## Does the model follow the music?") and "sham music" in table
     assert (models["reports"] / "plots" / "metrics_bailando.png").stat().st_size > 1000
+    assert (models["reports"] / "plots" / "bas_excess_corrected.png").stat().st_size > 1000
     assert list((models["reports"] / "plots").glob("beats_*.png"))
 
 

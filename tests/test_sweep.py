@@ -9,6 +9,7 @@ import pytest
 
 from danceba.sweep import (
     SeedRecord,
+    SeedRun,
     describe,
     experiment_name,
     finished_seeds,
@@ -94,7 +95,13 @@ def test_empty_summary_says_so():
 
 
 def test_seed_names_and_overrides():
-    assert experiment_name(3) == "seed-3"
+    assert experiment_name(3) == "seed-3" and experiment_name(3, "no_pre") == "no_pre-seed-3"
+    run = SeedRun(3, "fp", "reports/ablation/no_pre", "no_pre", ("train_gpt.model.pre=false",))
+    assert run.name == "no_pre-seed-3" and SeedRun(3, "fp", "reports/sweep").name == "seed-3"
+    assert run.all_overrides(["train_gpt.train.seed"]) == [
+        "train_gpt.model.pre=false",
+        "train_gpt.train.seed=3",
+    ]
     assert seed_overrides(3, ["train_gpt.train.seed", "generate.seed"]) == [
         "train_gpt.train.seed=3",
         "generate.seed=3",
@@ -109,10 +116,11 @@ def test_seed_names_and_overrides():
 def test_records_round_trip_and_decide_what_is_done(tmp_path):
     write_seed_record(tmp_path, SeedRecord(0, "ok", 1, "fp", RESULTS[0], "seed-0", "abc"))
     write_seed_record(tmp_path, SeedRecord(1, "failed", 2, "fp", error="boom"))
-    write_seed_record(tmp_path, SeedRecord(2, "ok", 1, "other-fp", RESULTS[2]))
+    write_seed_record(tmp_path, SeedRecord(2, "ok", 1, "other-fp", RESULTS[2], variant="no_pre"))
     (tmp_path / "notes.txt").write_text("ignored")
     records = read_seed_records(tmp_path)
     assert sorted(records) == [0, 1, 2] and records[0].metrics == RESULTS[0] and records[1].error == "boom"
+    assert records[2].variant == "no_pre" and records[0].variant == ""
     assert finished_seeds(records, "fp") == {0}
     assert seeds_to_run([0, 1, 2, 3, 3], records, "fp") == [1, 2, 3]
     assert read_seed_records(tmp_path / "absent") == {}

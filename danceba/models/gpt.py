@@ -5,6 +5,11 @@
 * ``stack="danceba"`` (the paper): token + music embeddings + PRE (scaled by a learned scalar),
   ``n_layer_base`` TGCA blocks, ``n_layer_head`` PMMM blocks, one more TGCA block, RMSNorm, heads.
 
+``music_norm=True`` (not in the published models, which feed raw features to ``cond_emb``, where the MFCCs
+carry >99 % of the input energy): the music is z-scored per column, before ``cond_emb`` and PRE, with
+training-split statistics kept as buffers (``gpt_base.music_mean`` / ``music_std``) so they travel with
+the weights.
+
 Both predict the next up and down codes at every time step from the logits on the up and down thirds;
 the loss is ``CE(up) + CE(down)``. Module names follow the reference code (``gpt_base``/``gpt_head``,
 ``tok_emb_up``, ``cond_emb``, ``blocks``, ``block_base``, ``RMS_f``/``ln_f``, ``head_up``/``head_down``).
@@ -86,6 +91,7 @@ class GPTConfig:
     pmmm: Literal["parallel", "single", "none"] = "parallel"
     faithful: bool = False
     activation_checkpointing: bool = False  # recompute each PMMM Mamba in the backward (training only)
+    music_norm: bool = False  # z-score the music with training-split statistics stored in the model
 
     def __post_init__(self) -> None:
         choices = {
@@ -175,8 +181,24 @@ class GPTBase(nn.Module):
                 faithful=config.faithful,
             )
             self.position_scale = nn.Parameter(torch.tensor(config.position_scale_init))
+        if config.music_norm:  # set from the training split by set_music_statistics; saved with the weights
+            self.register_buffer("music_mean", torch.zeros(config.n_music))
+            self.register_buffer("music_std", torch.ones(config.n_music))
         self.drop = nn.Dropout(config.embd_pdrop)
         self.blocks = nn.ModuleList(_attention_block(config) for _ in range(config.n_layer_base))
+
+    def set_music_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-column music statistics (n_music,); columns with std 0 are divided by 1."""
+        if not self.config.music_norm:
+            raise ValueError("set_music_statistics: the model was built with music_norm=False")
+        self.music_mean.copy_(mean)
+        self.music_std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+    def normalise_music(self, music: torch.Tensor) -> torch.Tensor:
+        """music (B, t, n_music) -> the same, z-scored when ``music_norm`` (else unchanged)."""
+        if not self.config.music_norm:
+            return music
+        return (music - self.music_mean) / self.music_std
 
     def positional(self, music: torch.Tensor) -> torch.Tensor | None:
         """The additive position term (B or 1, 3t, D), or None (Danceba without PRE)."""
@@ -190,6 +212,7 @@ class GPTBase(nn.Module):
     def forward(
         self, up_idx: torch.Tensor, down_idx: torch.Tensor, music: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
+        music = self.normalise_music(music)
         x = torch.cat([self.cond_emb(music), self.tok_emb_up(up_idx), self.tok_emb_down(down_idx)], dim=1)
         position = self.positional(music)
         x = self.drop(x if position is None else x + position)

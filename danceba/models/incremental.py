@@ -141,8 +141,8 @@ class IncrementalDecoder:
             raise ValueError(f"IncrementalDecoder: window must be in [1, {config.block_size}], got {window}")
         self.model = model
         self.window = window
-        self.music = music
-        self.music_tokens = model.gpt_base.cond_emb(music)  # (B, L, D)
+        self.music = model.gpt_base.normalise_music(music)
+        self.music_tokens = model.gpt_base.cond_emb(self.music)  # (B, L, D)
         self.time = 0
         self.blocks = [*model.gpt_base.blocks, *model.gpt_head.blocks]
         if hasattr(model.gpt_head, "block_base"):

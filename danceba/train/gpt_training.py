@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -49,6 +50,13 @@ class TrainGPTConfig:
     train_splits: tuple[str, ...] = ("train",)
     eval_splits: tuple[str, ...] = ("val", "test")
     max_eval_windows: int = 1024
+    code_noise: float = 0.0  # training only: probability of replacing each input code by a random one
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.code_noise < 1.0:
+            raise ValueError(
+                f"train_gpt.code_noise: expected a probability in [0, 1), got {self.code_noise!r}"
+            )
 
 
 def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> TokenWindows:
@@ -65,44 +73,105 @@ def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> 
     )
 
 
-def gpt_loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """``loss_fn`` for the loop: CE(up) + CE(down) of the next codes."""
-    _, _, loss = model(
-        batch["up_in"], batch["down_in"], batch["music"], targets=(batch["up_target"], batch["down_target"])
-    )
-    return loss, {}
+def corrupt_codes(codes: torch.Tensor, probability: float, vocab: int) -> torch.Tensor:
+    """codes (B, t) int64 -> a copy where each code is replaced, with ``probability``, by a uniform random
+    code of ``vocab`` (drawn from torch's global RNG, which the training loop seeds and checkpoints)."""
+    if probability <= 0:
+        return codes
+    replace_mask = torch.rand(codes.shape, device=codes.device) < probability
+    return torch.where(replace_mask, torch.randint_like(codes, vocab), codes)
+
+
+def gpt_loss(code_noise: float = 0.0, vocab: tuple[int, int] = (1, 1)) -> Callable:
+    """``loss_fn`` for the loop: CE(up) + CE(down) of the next codes, the input codes corrupted with
+    probability ``code_noise`` (targets never are): the model cannot lean on the code history alone."""
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        up_in = corrupt_codes(batch["up_in"], code_noise, vocab[0])
+        down_in = corrupt_codes(batch["down_in"], code_noise, vocab[1])
+        _, _, loss = model(up_in, down_in, batch["music"], targets=(batch["up_target"], batch["down_target"]))
+        return loss, {}
+
+    return loss_fn
+
+
+gpt_loss_fn = gpt_loss()
+
+
+def music_statistics(data: TokenWindows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and population std (n_music,) over every music frame of the dataset's songs."""
+    frames = torch.cat([data.music[mid] for mid in sorted(data.music)]).double()
+    return frames.mean(0).float(), frames.std(0, correction=0).float()
+
+
+def sham_music_windows(data: TokenWindows, seed: int = 0) -> TokenWindows:
+    """The same token windows paired with another song's music (a derangement over music ids, seeded;
+    each window keeps its start, clamped to fit the other song): the teacher-forced "does it listen" control.
+    With a single music id there is no other song: ValueError."""
+    ids = sorted(data.music)
+    if len(ids) < 2:
+        raise ValueError("sham music needs at least two music ids")
+    generator = torch.Generator().manual_seed(seed)
+    shift = 1 + int(torch.randint(len(ids) - 1, (1,), generator=generator))
+    other = {mid: ids[(i + shift) % len(ids)] for i, mid in enumerate(ids)}
+    music_id = [other[mid] for mid in data.music_id]
+    start = [
+        min(int(s), len(data.music[mid]) - 1 - data.block)
+        for s, mid in zip(data.music_start, music_id, strict=True)
+    ]
+    music = {mid: v.numpy() for mid, v in data.music.items()}
+    return TokenWindows(data.up.numpy(), data.down.numpy(), music_id, np.asarray(start), music)
+
+
+def _subset(data: TokenWindows, limit: int) -> Subset | TokenWindows:
+    if len(data) <= limit:
+        return data
+    step = len(data) / limit
+    return Subset(data, [int(i * step) for i in range(limit)])
 
 
 def gpt_evaluator(
     data: TokenWindows, limit: int, batch_size: int
 ) -> Callable[[torch.nn.Module], dict[str, float]]:
-    """Held-out loss, per-stream cross-entropy (nats) and top-1 accuracy on at most ``limit`` windows."""
-    if len(data) > limit:
-        step = len(data) / limit
-        data = Subset(data, [int(i * step) for i in range(limit)])
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    """Held-out loss, per-stream cross-entropy (nats) and top-1 accuracy on at most ``limit`` windows, and
+    ``val_ce_sham``: the same windows with another song's music (with one music id: not reported)."""
+    loader = DataLoader(_subset(data, limit), batch_size=batch_size, shuffle=False)
+    sham = (
+        DataLoader(_subset(sham_music_windows(data), limit), batch_size=batch_size)
+        if len(data.music) > 1
+        else None
+    )
 
     def evaluate(model: torch.nn.Module) -> dict[str, float]:
-        device = next(model.parameters()).device
-        total_loss, correct, count, windows = 0.0, 0, 0, 0
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            logits_up, logits_down, loss = model(
-                batch["up_in"],
-                batch["down_in"],
-                batch["music"],
-                targets=(batch["up_target"], batch["down_target"]),
-            )
-            n = len(batch["up_in"])
-            total_loss += float(loss) * n
-            windows += n
-            for logits, target in ((logits_up, batch["up_target"]), (logits_down, batch["down_target"])):
-                correct += int((logits.argmax(-1) == target).sum())
-                count += target.numel()
-        val_loss = total_loss / windows
-        return {"val_loss": val_loss, "val_ce": val_loss / 2, "val_accuracy": correct / count}
+        metrics = _scores(model, loader)
+        if sham is not None:
+            metrics["val_ce_sham"] = _scores(model, sham)["val_ce"]
+            metrics["val_ce_sham_gap"] = metrics["val_ce_sham"] - metrics["val_ce"]
+        return metrics
 
     return evaluate
+
+
+def _scores(model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
+    """Loss, per-stream CE and top-1 accuracy of the model over a loader's windows (teacher forcing)."""
+    device = next(model.parameters()).device
+    total_loss, correct, count, windows = 0.0, 0, 0, 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits_up, logits_down, loss = model(
+            batch["up_in"],
+            batch["down_in"],
+            batch["music"],
+            targets=(batch["up_target"], batch["down_target"]),
+        )
+        n = len(batch["up_in"])
+        total_loss += float(loss) * n
+        windows += n
+        for logits, target in ((logits_up, batch["up_target"]), (logits_down, batch["down_target"])):
+            correct += int((logits.argmax(-1) == target).sum())
+            count += target.numel()
+    val_loss = total_loss / windows
+    return {"val_loss": val_loss, "val_ce": val_loss / 2, "val_accuracy": correct / count}
 
 
 def train_gpt(
@@ -118,7 +187,10 @@ def train_gpt(
     train_data = token_dataset(tokens, music_7p5fps, config.train_splits)
     eval_data = token_dataset(tokens, music_7p5fps, config.eval_splits)
     check_vocabulary(train_data, config.model, tokens)
+    check_music_width(train_data, config.model, music_7p5fps)
     model = build_gpt(config.model)
+    if config.model.music_norm:
+        model.gpt_base.set_music_statistics(*music_statistics(train_data))
     run_dir = Path(run_root) / config_digest({"config": config, "data": files_digest([tokens, music_7p5fps])})
     log.info(
         "GPT (%s stack): %d parameters; %d training windows; run folder %s",
@@ -129,7 +201,7 @@ def train_gpt(
     )
     result = train(
         model,
-        gpt_loss_fn,
+        gpt_loss(config.code_noise, (config.model.vocab_up, config.model.vocab_down)),
         train_data,
         replace(config.train, best_metric=BEST_METRIC, best_mode="min"),
         config.optim,
@@ -165,6 +237,16 @@ def check_vocabulary(data: TokenWindows, config: GPTConfig, tokens: Path) -> Non
                 f"{tokens}: {name} codes reach {int(codes.max())} but train_gpt.model.vocab_{name} is {vocab}; "
                 "set it to the VQ-VAE codebook size (train_vqvae.model.l_bins)"
             )
+
+
+def check_music_width(data: TokenWindows, config: GPTConfig, music_7p5fps: Path) -> None:
+    """Refuse music features whose width is not the GPT's ``n_music`` (e.g. token rhythm switched)."""
+    width = next(iter(data.music.values())).shape[1]
+    if width != config.n_music:
+        raise ValueError(
+            f"{music_7p5fps}: music features have {width} columns but train_gpt.model.n_music is "
+            f"{config.n_music} (438 for Bailando's features, 459 with music_features.token_rhythm)"
+        )
 
 
 def export_gpt(path: Path, model: CrossCondGPT, config: GPTConfig, metrics: dict, lineage: dict) -> None:
