@@ -97,7 +97,14 @@ def _first_codes(args: argparse.Namespace, vocab: int) -> tuple[int, int]:
 def run_generate(args: argparse.Namespace) -> int:
     from danceba.dance_generation import generate_dances
     from danceba.generate import SamplingConfig
-    from danceba.song import check_output_names, load_models, read_song, to_generation_songs, write_dances
+    from danceba.song import (
+        check_output_names,
+        load_models,
+        match_music_width,
+        read_song,
+        to_generation_songs,
+        write_dances,
+    )
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"{args.out}: exists and is not a folder")
@@ -120,6 +127,7 @@ def run_generate(args: argparse.Namespace) -> int:
     mode = "greedy" if args.greedy else "sample"
     sampling = SamplingConfig(mode, args.temperature, args.top_k, args.seed, decode)
     first = _first_codes(args, gpt.config.vocab_up)
+    songs = match_music_width(songs, gpt.config.n_music)
     _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, seed {args.seed}")
     dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first), sampling, args.batch_size)
 

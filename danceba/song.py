@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,16 @@ from danceba.dance_generation import Song, genre_first_codes
 from danceba.evaluation import write_dance
 from danceba.features.music import (
     CHROMA_OCTAVES_7P5FPS,
+    CHROMA_OCTAVES_60FPS,
     N_BAILANDO_FEATURES,
     SAMPLE_RATE_7P5FPS,
+    SAMPLE_RATE_60FPS,
     MusicInputError,
     bailando_features,
     read_audio,
     resample,
 )
+from danceba.features.rhythm import N_RHYTHM_FEATURES, with_token_rhythm
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.train.checkpoint import CheckpointError
@@ -71,6 +74,24 @@ def read_song(path: str | Path, min_seconds: float = MIN_SECONDS) -> UserSong:
     return UserSong(path, path.stem, seconds, music)
 
 
+def with_token_rhythm_columns(song: UserSong) -> UserSong:
+    """The song with the 21 token rhythm columns appended (``music_features.token_rhythm``), from its 60 fps
+    beats and onsets: (T, 438) -> (T, 459)."""
+    at_60fps = bailando_features(
+        resample(*read_audio(song.path), SAMPLE_RATE_60FPS),
+        SAMPLE_RATE_60FPS,
+        chroma_octaves=CHROMA_OCTAVES_60FPS,
+    )
+    return replace(song, music_7p5fps=with_token_rhythm(song.music_7p5fps, at_60fps))
+
+
+def match_music_width(songs: Sequence[UserSong], n_music: int) -> list[UserSong]:
+    """The songs' features in the width the GPT reads: 438 as read, or 459 with the token rhythm columns."""
+    if n_music == N_BAILANDO_FEATURES + N_RHYTHM_FEATURES:
+        return [with_token_rhythm_columns(song) for song in songs]
+    return list(songs)
+
+
 def check_output_names(songs: Sequence[UserSong]) -> None:
     """Refuse two songs that would write the same output files (same stem, e.g. a.wav and a.flac)."""
     seen: dict[str, Path] = {}
@@ -94,10 +115,10 @@ def load_models(
             f"{gpt_path}: wrong architecture for this VQ-VAE: GPT vocabulary (up {config.vocab_up}, down "
             f"{config.vocab_down}) != codebook size {bins} of {vqvae_path}"
         )
-    if config.n_music != N_BAILANDO_FEATURES:
+    if config.n_music not in (N_BAILANDO_FEATURES, N_BAILANDO_FEATURES + N_RHYTHM_FEATURES):
         raise ValueError(
-            f"{gpt_path}: wrong architecture: the GPT reads {config.n_music}-d music, "
-            f"songs give Bailando's {N_BAILANDO_FEATURES}-d features"
+            f"{gpt_path}: wrong architecture: the GPT reads {config.n_music}-d music, songs give Bailando's "
+            f"{N_BAILANDO_FEATURES}-d features (+ {N_RHYTHM_FEATURES} token rhythm columns)"
         )
     return gpt.to(device), vqvae.to(device)
 

@@ -57,6 +57,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     vqvae = SepVQVAER(TINY_VQVAE).train()
     SepVQVAE.forward(vqvae, torch.randn(2, 64, 72))  # a stage-1 training forward initialises the codebooks
     paths = {"vqvae": root / "vqvae.pt", "gpt": root / "gpt.pt", "gpt_vocab32": root / "gpt_vocab32.pt"}
+    paths["gpt_rhythm"] = root / "gpt_rhythm.pt"
+    rhythm = dataclasses.replace(TINY_GPT, n_music=438 + 21, music_norm=True)
+    export_gpt(paths["gpt_rhythm"], build_gpt(rhythm), rhythm, {}, {})
     export_vqvae(paths["vqvae"], vqvae.eval(), TINY_VQVAE, {}, {})
     export_gpt(paths["gpt"], build_gpt(TINY_GPT), TINY_GPT, {}, {})
     wide = dataclasses.replace(TINY_GPT, vocab_up=32, vocab_down=32)
@@ -138,6 +141,25 @@ def test_generate_writes_npz_and_bvh_named_after_each_song(models, songs, tmp_pa
         assert np.isfinite(joints).all()
         rotations, _, fps = read_bvh(out / f"{song.stem}.bvh")
         assert (len(rotations), fps) == (len(joints), 60.0)
+
+
+def test_generate_feeds_a_token_rhythm_gpt_the_rhythm_of_the_song_itself(
+    models, songs, tmp_path: Path
+) -> None:
+    from danceba.features.rhythm import BEAT_AT_FRAME
+    from danceba.song import match_music_width, read_song
+
+    song = read_song(songs["wav"])
+    (wide,) = match_music_width([song], 438 + 21)
+    assert wide.music_7p5fps.shape == (len(song.music_7p5fps), 459)
+    assert np.array_equal(wide.music_7p5fps[:, :438], song.music_7p5fps)
+    assert wide.music_7p5fps[:, 438:][:, BEAT_AT_FRAME].sum() >= 2  # the click track's beats, at 60 fps
+    assert match_music_width([song], 438)[0] is song
+    out = tmp_path / "out"
+    args = ["generate", str(songs["wav"]), "--out", str(out), "--gpt", str(models["gpt_rhythm"])]
+    assert main([*args, "--vqvae", str(models["vqvae"])]) == 0
+    with np.load(out / f"{songs['wav'].stem}.npz", allow_pickle=False) as data:
+        assert data["joints"].shape == (8 * frames_7p5fps(songs["wav"]), 24, 3)
 
 
 def test_generate_is_reproducible_with_a_seed(models, songs, tmp_path: Path) -> None:
