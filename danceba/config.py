@@ -69,15 +69,25 @@ class MusicFeaturesConfig:
 
     ``bailando438``: Bailando's 438-d set (the GPT condition; column 53 is the beat one-hot BAS reads).
     ``edge35``: EDGE's 35-d baseline set at the same two rates (hop 512 at 30720 / 3840 Hz).
-    ``token_rhythm``: the 7.5 fps table gets the 21 columns of ``danceba.features.rhythm`` appended (beat
-    position inside each token, beat phase, period and onsets from the 60 fps beats BAS reads); the GPT's
-    ``n_music`` must then be 438 + 21 = 459. Off in the paper configuration (not in the published model).
+    ``token_rhythm`` (the 7.5 fps table only; the 60 fps table BAS reads is unchanged): ``none`` (the
+    published features), ``append`` (the 21 columns of ``danceba.features.rhythm`` after the 438: beat
+    position inside each token, beat phase, period and onsets from the 60 fps beats; GPT ``n_music`` 459)
+    or ``only`` (the 21 rhythm columns alone; ``n_music`` 21, and PRE needs ``pre_mode: per_channel``).
+    ``none`` in the paper configuration (not in the published model).
     """
 
     kind: Literal["bailando438", "edge35"] = "bailando438"
-    token_rhythm: bool = (
-        False  # append 21 token-rate rhythm columns from the 60 fps beats (features/rhythm.py)
-    )
+    token_rhythm: Literal["none", "append", "only"] = "none"
+
+    def __post_init__(self) -> None:
+        if self.token_rhythm not in ("none", "append", "only"):
+            raise ValueError(
+                f"music_features.token_rhythm: expected none, append or only, got {self.token_rhythm!r}"
+            )
+        if self.token_rhythm != "none" and self.kind != "bailando438":
+            raise ValueError(
+                "music_features.token_rhythm needs kind bailando438 (it reads the 60 fps beat column)"
+            )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from danceba.features.music import (
     read_audio,
     resample,
 )
-from danceba.features.rhythm import N_RHYTHM_FEATURES, with_token_rhythm
+from danceba.features.rhythm import N_RHYTHM_FEATURES, token_condition
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.train.checkpoint import CheckpointError
@@ -74,22 +74,30 @@ def read_song(path: str | Path, min_seconds: float = MIN_SECONDS) -> UserSong:
     return UserSong(path, path.stem, seconds, music)
 
 
-def with_token_rhythm_columns(song: UserSong) -> UserSong:
-    """The song with the 21 token rhythm columns appended (``music_features.token_rhythm``), from its 60 fps
-    beats and onsets: (T, 438) -> (T, 459)."""
+TOKEN_RHYTHM_BY_WIDTH = {
+    N_BAILANDO_FEATURES: "none",
+    N_BAILANDO_FEATURES + N_RHYTHM_FEATURES: "append",
+    N_RHYTHM_FEATURES: "only",
+}  # the GPT's n_music -> the music_features.token_rhythm it was trained with
+
+
+def with_token_rhythm_columns(song: UserSong, token_rhythm: str) -> UserSong:
+    """The song's condition as ``music_features.token_rhythm`` builds it (``append``: (T, 459); ``only``:
+    (T, 21)), from its own 60 fps beats and onsets."""
     at_60fps = bailando_features(
         resample(*read_audio(song.path), SAMPLE_RATE_60FPS),
         SAMPLE_RATE_60FPS,
         chroma_octaves=CHROMA_OCTAVES_60FPS,
     )
-    return replace(song, music_7p5fps=with_token_rhythm(song.music_7p5fps, at_60fps))
+    return replace(song, music_7p5fps=token_condition(song.music_7p5fps, at_60fps, token_rhythm))
 
 
 def match_music_width(songs: Sequence[UserSong], n_music: int) -> list[UserSong]:
-    """The songs' features in the width the GPT reads: 438 as read, or 459 with the token rhythm columns."""
-    if n_music == N_BAILANDO_FEATURES + N_RHYTHM_FEATURES:
-        return [with_token_rhythm_columns(song) for song in songs]
-    return list(songs)
+    """The songs' features in the width the GPT reads: 438 as read, 459 or 21 with the token rhythm."""
+    token_rhythm = TOKEN_RHYTHM_BY_WIDTH[n_music]
+    if token_rhythm == "none":
+        return list(songs)
+    return [with_token_rhythm_columns(song, token_rhythm) for song in songs]
 
 
 def check_output_names(songs: Sequence[UserSong]) -> None:
@@ -115,10 +123,10 @@ def load_models(
             f"{gpt_path}: wrong architecture for this VQ-VAE: GPT vocabulary (up {config.vocab_up}, down "
             f"{config.vocab_down}) != codebook size {bins} of {vqvae_path}"
         )
-    if config.n_music not in (N_BAILANDO_FEATURES, N_BAILANDO_FEATURES + N_RHYTHM_FEATURES):
+    if config.n_music not in TOKEN_RHYTHM_BY_WIDTH:
         raise ValueError(
             f"{gpt_path}: wrong architecture: the GPT reads {config.n_music}-d music, songs give Bailando's "
-            f"{N_BAILANDO_FEATURES}-d features (+ {N_RHYTHM_FEATURES} token rhythm columns)"
+            f"{N_BAILANDO_FEATURES}-d features, {N_RHYTHM_FEATURES} token rhythm columns, or both"
         )
     return gpt.to(device), vqvae.to(device)
 

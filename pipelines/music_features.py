@@ -20,7 +20,7 @@ from danceba import tables
 from danceba.config import MusicFeaturesConfig, load_params
 from danceba.data import aistpp
 from danceba.features import music
-from danceba.features.rhythm import with_token_rhythm
+from danceba.features.rhythm import token_condition
 from pipelines.stage import exit_with, run_stage, stage_parser, tracked
 
 MOTION_FPS = music.SAMPLE_RATE_60FPS / music.HOP_LENGTH
@@ -33,18 +33,12 @@ def music_ids(sequences: Path) -> list[str]:
 
 
 def features_at_both_rates(
-    path: Path, kind: str, music_id: str, token_rhythm: bool = False
+    path: Path, kind: str, music_id: str, token_rhythm: str = "none"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(T60, D) and (T7.5, D or D + 21 with ``token_rhythm``) float32 features of one track."""
+    """(T60, D) and (T7.5, D; D + 21 with ``token_rhythm: append``; 21 with ``only``) float32 features."""
     if kind == "bailando438":
         both = music.music_features_for_motion(path)
-        if token_rhythm:
-            return both.at_60fps, with_token_rhythm(both.at_7p5fps, both.at_60fps)
-        return both.at_60fps, both.at_7p5fps
-    if token_rhythm:
-        raise ValueError(
-            "music_features.token_rhythm needs kind bailando438 (it reads the 60 fps beat column)"
-        )
+        return both.at_60fps, token_condition(both.at_7p5fps, both.at_60fps, token_rhythm)
     audio, rate = music.read_audio(path)
     bpm = aistpp.music_tempo_bpm(music_id)
     return tuple(
@@ -74,8 +68,10 @@ def write_music_features(
         columns = "onset envelope 0, MFCC 1-20, chroma CENS 21-32, onset peak 33, beat one-hot 34"
     metadata = {"kind": config.kind, "columns": columns, "hop_length": music.HOP_LENGTH}
     tables.write_grouped_table(out_motion, motion_rate_groups(), {**metadata, "fps": MOTION_FPS})
-    if config.token_rhythm:
-        columns += ", token rhythm 438-458 (danceba.features.rhythm)"
+    if config.token_rhythm != "none":
+        first = 0 if config.token_rhythm == "only" else 438
+        rhythm = f"token rhythm {first}-{first + 20} (danceba.features.rhythm)"
+        columns = rhythm if config.token_rhythm == "only" else f"{columns}, {rhythm}"
     token_metadata = {**metadata, "columns": columns, "fps": TOKEN_FPS, "token_rhythm": config.token_rhythm}
     tables.write_grouped_table(out_token, iter(token_rows), token_metadata)
 

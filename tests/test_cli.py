@@ -58,7 +58,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     SepVQVAE.forward(vqvae, torch.randn(2, 64, 72))  # a stage-1 training forward initialises the codebooks
     paths = {"vqvae": root / "vqvae.pt", "gpt": root / "gpt.pt", "gpt_vocab32": root / "gpt_vocab32.pt"}
     paths["gpt_rhythm"] = root / "gpt_rhythm.pt"
-    rhythm = dataclasses.replace(TINY_GPT, n_music=438 + 21, music_norm=True)
+    rhythm = dataclasses.replace(TINY_GPT, n_music=21, music_norm=True, pre_mode="per_channel")
     export_gpt(paths["gpt_rhythm"], build_gpt(rhythm), rhythm, {}, {})
     export_vqvae(paths["vqvae"], vqvae.eval(), TINY_VQVAE, {}, {})
     export_gpt(paths["gpt"], build_gpt(TINY_GPT), TINY_GPT, {}, {})
@@ -154,6 +154,8 @@ def test_generate_feeds_a_token_rhythm_gpt_the_rhythm_of_the_song_itself(
     assert wide.music_7p5fps.shape == (len(song.music_7p5fps), 459)
     assert np.array_equal(wide.music_7p5fps[:, :438], song.music_7p5fps)
     assert wide.music_7p5fps[:, 438:][:, BEAT_AT_FRAME].sum() >= 2  # the click track's beats, at 60 fps
+    (only,) = match_music_width([song], 21)
+    assert np.array_equal(only.music_7p5fps, wide.music_7p5fps[:, 438:])
     assert match_music_width([song], 438)[0] is song
     out = tmp_path / "out"
     args = ["generate", str(songs["wav"]), "--out", str(out), "--gpt", str(models["gpt_rhythm"])]

@@ -14,6 +14,7 @@ from danceba.features.rhythm import (
     ONSET_AT_FRAME,
     PHASE_SIN_COS,
     beat_phase,
+    token_condition,
     token_rhythm_features,
     with_token_rhythm,
 )
@@ -64,6 +65,16 @@ def test_token_rhythm_pads_past_the_60fps_end_and_rejects_bad_input():
         token_rhythm_features(np.zeros((10, 3)), 2)
     joined = with_token_rhythm(np.ones((16, 438)), features_with_beats(128, np.array([0, 32])))
     assert joined.shape == (16, 459) and (joined[:, :438] == 1).all()
+
+
+def test_token_condition_none_append_only():
+    at_7p5, at_60 = np.full((16, 438), 3.0), features_with_beats(128, np.array([0, 32, 64]))
+    assert np.array_equal(token_condition(at_7p5, at_60, "none"), at_7p5)
+    assert token_condition(at_7p5, at_60, "append").shape == (16, 459)
+    only = token_condition(at_7p5, at_60, "only")
+    assert np.array_equal(only, token_rhythm_features(at_60, 16))
+    with pytest.raises(ValueError, match="token_rhythm"):
+        token_condition(at_7p5, at_60, "both")
 
 
 def test_music_norm_z_scores_before_the_embedding_and_travels_in_the_state_dict():

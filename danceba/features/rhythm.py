@@ -87,3 +87,15 @@ def with_token_rhythm(features_7p5fps: np.ndarray, features_60fps: np.ndarray) -
     """The 7.5 fps features (T, D) with the 21 rhythm columns appended: (T, D + 21) float32."""
     rhythm = token_rhythm_features(features_60fps, len(features_7p5fps))
     return np.concatenate([np.asarray(features_7p5fps, dtype=np.float32), rhythm], axis=1)
+
+
+def token_condition(features_7p5fps: np.ndarray, features_60fps: np.ndarray, token_rhythm: str) -> np.ndarray:
+    """The GPT's 7.5 fps condition for ``music_features.token_rhythm``: ``none`` -> the features as they are
+    (T, D); ``append`` -> (T, D + 21); ``only`` -> the (T, 21) rhythm columns alone."""
+    if token_rhythm == "none":
+        return np.asarray(features_7p5fps, dtype=np.float32)
+    if token_rhythm == "append":
+        return with_token_rhythm(features_7p5fps, features_60fps)
+    if token_rhythm == "only":
+        return token_rhythm_features(features_60fps, len(features_7p5fps))
+    raise ValueError(f"token_rhythm: expected none, append or only, got {token_rhythm!r}")

@@ -245,7 +245,7 @@ def check_music_width(data: TokenWindows, config: GPTConfig, music_7p5fps: Path)
     if width != config.n_music:
         raise ValueError(
             f"{music_7p5fps}: music features have {width} columns but train_gpt.model.n_music is "
-            f"{config.n_music} (438 for Bailando's features, 459 with music_features.token_rhythm)"
+            f"{config.n_music} (Bailando's 438; music_features.token_rhythm append: 459, only: 21)"
         )
 
 
