@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from danceba import tables
+from danceba.config import load_params
 from danceba.evaluation import read_dance_folder
+from danceba.features.rhythm import token_condition
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
 from pipelines import evaluate, generate, gt_features, tokenize, train_gpt, train_vqvae
@@ -60,6 +62,21 @@ def tiny_params(tmp: Path) -> Path:
     return path
 
 
+def write_condition_table(chain: dict[str, Path], params: Path, out: Path) -> None:
+    """The GPT's 7.5 fps condition as the music_features stage writes it under the project's
+    ``music_features.token_rhythm`` (the session chain is built with the published 438-d features)."""
+    token_rhythm = load_params(params).music_features.token_rhythm
+    at_60 = tables.read_all_groups(chain["music60"], "features")
+    at_7p5 = tables.read_all_groups(chain["music7"], "features")
+    groups = (
+        tables.frame_table(
+            "music_id", key, "features", token_condition(at_7p5[key], at_60[key], token_rhythm)
+        )
+        for key in sorted(at_7p5)
+    )
+    tables.write_grouped_table(out, groups, {"token_rhythm": token_rhythm})
+
+
 @pytest.fixture(scope="module")
 def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("models")
@@ -71,7 +88,9 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
         "generated": tmp / "generated",
         "gt": tmp / "gt.parquet",
         "reports": tmp / "reports",
+        "music": tmp / "music_condition.parquet",
     }
+    write_condition_table(chain, p["params"], p["music"])
     common = ["--params", str(p["params"])]
     assert (
         train_vqvae.main(
@@ -102,7 +121,7 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 "--sequences",
                 str(chain["sequences"]),
                 "--music",
-                str(chain["music7"]),
+                str(p["music"]),
                 "--out",
                 str(p["tokens"]),
                 "--summary",
@@ -118,7 +137,7 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 "--tokens",
                 str(p["tokens"]),
                 "--music",
-                str(chain["music7"]),
+                str(p["music"]),
                 "--runs",
                 str(tmp / "runs_gpt"),
                 "--model-out",
@@ -142,7 +161,7 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 "--sequences",
                 str(chain["sequences"]),
                 "--music",
-                str(chain["music7"]),
+                str(p["music"]),
                 "--joints",
                 str(chain["joints"]),
                 "--raw",
