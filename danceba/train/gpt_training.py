@@ -82,7 +82,7 @@ def corrupt_codes(codes: torch.Tensor, probability: float, vocab: int) -> torch.
     return torch.where(replace_mask, torch.randint_like(codes, vocab), codes)
 
 
-def gpt_loss(code_noise: float = 0.0, vocab: tuple[int, int] = (1, 1)) -> Callable:
+def gpt_loss(code_noise: float, vocab: tuple[int, int]) -> Callable:
     """``loss_fn`` for the loop: CE(up) + CE(down) of the next codes, the input codes corrupted with
     probability ``code_noise`` (targets never are): the model cannot lean on the code history alone."""
 
@@ -93,9 +93,6 @@ def gpt_loss(code_noise: float = 0.0, vocab: tuple[int, int] = (1, 1)) -> Callab
         return loss, {}
 
     return loss_fn
-
-
-gpt_loss_fn = gpt_loss()
 
 
 def music_statistics(data: TokenWindows) -> tuple[torch.Tensor, torch.Tensor]:
