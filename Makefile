@@ -19,11 +19,12 @@ export PREFECT_HOME := $(CURDIR)/.prefect
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # SEEDS (seeds per configuration): default 5 for `make sweep`, 3 for `make ablation` (set below).
-# JOBS (experiments at once, default 2) and VARIANTS (ablation only, comma list, default all) are optional.
+# JOBS (experiments at once, default cores // compute.threads) and VARIANTS (ablation only, comma list,
+# default all) are optional; to run 2 at once on 2 cores set compute.threads: 1 (results depend on it).
 CONFIG ?= embedded
 JOBS_ARG = $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: setup run test lint format bench sweep ablation ui config clean
+.PHONY: setup run test lint format bench sweep ablation reproduce-check ui config clean
 
 setup: $(STAMP)
 
@@ -66,6 +67,11 @@ sweep: setup
 ablation: SEEDS ?= 3
 ablation: setup
 	$(BIN)/python -m pipelines.flows ablation --seeds $(SEEDS) $(JOBS_ARG) $(if $(VARIANTS),--variants $(VARIANTS))
+
+# The chain twice from scratch in temporary copies of the working tree, every output compared bit for
+# bit (pipelines/reproduce_check.py); PARAMS=file to run another params file in both copies.
+reproduce-check: setup
+	$(BIN)/python -m pipelines.reproduce_check --out reports/reproduce_check.json $(if $(PARAMS),--params $(PARAMS))
 
 # The MLflow UI on the project's SQLite store.
 ui: setup

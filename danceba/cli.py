@@ -283,9 +283,9 @@ def run_convert(args: argparse.Namespace) -> int:
             f"{args.official}: {len(result.missing_keys)} model weights missing from the file "
             f"(first: {result.missing_keys[0]}); nothing written (--allow-missing keeps their initial values)"
         )
-    lineage = {"converted_from": str(args.official), "sha256": _sha256(args.official), "stack": args.stack}
+    provenance = {"converted_from": str(args.official), "sha256": _sha256(args.official), "stack": args.stack}
     metrics = {"missing_keys": len(result.missing_keys), "unexpected_keys": len(result.unexpected_keys)}
-    export_gpt(args.out, model, config, metrics, lineage)
+    export_gpt(args.out, model, config, metrics, provenance)
     print(f"wrote {args.out} ({model.num_parameters()} parameters, {args.stack} stack)")
     return 0
 

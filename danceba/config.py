@@ -103,9 +103,26 @@ class PhaseConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """How every stage computes. ``threads``: torch intra-op and BLAS/OpenMP threads of each stage.
+
+    On CPU the results are bit-identical for a given thread count and differ between counts (a
+    reduction split over more threads adds in another order), so the count is a parameter, not the
+    machine's core count.
+    """
+
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or self.threads < 1:
+            raise ConfigError(f"compute.threads: expected a positive int, got {self.threads!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     data: DataConfig = field(default_factory=DataConfig)
     joints: JointsConfig = field(default_factory=JointsConfig)
     music_features: MusicFeaturesConfig = field(default_factory=MusicFeaturesConfig)

@@ -107,8 +107,10 @@ def path_key(path: str | os.PathLike[str], project_root: Path) -> str:
 def git_state(project_root: Path) -> tuple[str, str]:
     """(commit, dirty) of the git work tree at ``project_root``; ("unknown", "unknown") outside git.
 
-    Dirty means a tracked file differs from the commit, ignoring ``dvc.lock`` (``dvc repro`` rewrites
-    it between stages) and untracked files (as ``git describe --dirty``).
+    Dirty means a tracked file differs from the commit, ignoring untracked files (as ``git describe
+    --dirty``), ``dvc.lock`` and every output that ``dvc.yaml`` declares: ``dvc repro`` rewrites those
+    while it runs (it removes a stage's outputs before running the stage), so they say nothing about
+    the code and params a run was made from.
     """
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -120,7 +122,13 @@ def git_state(project_root: Path) -> tuple[str, str]:
         commit, status = (
             git("rev-parse", "HEAD"),
             git(
-                "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude,glob)**/dvc.lock"
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":/",
+                ":(top,exclude,glob)**/dvc.lock",
+                *(f":(top,exclude){path}" for path in declared_outputs(project_root)),
             ),
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -128,6 +136,23 @@ def git_state(project_root: Path) -> tuple[str, str]:
     if commit.returncode != 0 or status.returncode != 0:
         return "unknown", "unknown"
     return commit.stdout.strip(), str(bool(status.stdout.strip())).lower()
+
+
+def declared_outputs(project_root: Path) -> list[str]:
+    """Every ``outs`` / ``metrics`` / ``plots`` path of ``<root>/dvc.yaml`` ([] without a readable one)."""
+    try:
+        stages = (yaml.safe_load((Path(project_root) / "dvc.yaml").read_text(encoding="utf-8")) or {})[
+            "stages"
+        ]
+        entries = [
+            entry
+            for stage in stages.values()
+            for kind in ("outs", "metrics", "plots")
+            for entry in stage.get(kind) or []
+        ]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return []
+    return [entry if isinstance(entry, str) else next(iter(entry)) for entry in entries]
 
 
 def library_versions() -> dict[str, str]:
@@ -146,6 +171,13 @@ def current_device() -> str:
     import torch
 
     return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
+
+def torch_threads() -> int:
+    """The torch intra-op thread count this process computes with (``compute.threads`` in a stage)."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
@@ -219,10 +251,14 @@ class StageRun:
             retry_locked(self.client.log_batch, self.run_id, tags=batch[start : start + 100])
 
     def register_model(self, checkpoint_path: str | os.PathLike[str], name: str) -> str | None:
-        """Log the checkpoint under ``checkpoints/`` and register it as a new version of model ``name``."""
+        """Log the checkpoint under ``checkpoints/`` and register it as a new version of model ``name``,
+        unless the latest version holds the same bytes (a no-op re-run): then return that version."""
         checkpoint = Path(checkpoint_path)
         if not checkpoint.is_file():
             raise FileNotFoundError(f"{checkpoint}: checkpoint to register is not a file")
+        md5 = dvc_hash(checkpoint)
+        if (same := self._latest_version(name)) is not None and same.tags.get("dvc.md5") == md5:
+            return str(same.version)  # the same bytes as the latest version: nothing new to register
         self.log_artifact(checkpoint, "checkpoints")
         try:
             retry_locked(self.client.create_registered_model, name)
@@ -234,9 +270,14 @@ class StageRun:
             name,
             source=f"{self.artifact_uri}/checkpoints/{checkpoint.name}",
             run_id=self.run_id,
-            tags={"dvc.md5": dvc_hash(checkpoint), "danceba.stage": self.stage},
+            tags={"dvc.md5": md5, "danceba.stage": self.stage},
         )
         return str(version.version)
+
+    def _latest_version(self, name: str) -> Any | None:
+        """The highest version of registered model ``name`` (None when there is none)."""
+        versions = retry_locked(self.client.search_model_versions, f"name = '{name}'")
+        return max(versions, key=lambda v: int(v.version), default=None)
 
 
 class NullStageRun:
@@ -286,6 +327,7 @@ def start_tags(
         "danceba.seed": "none" if seed is None else str(seed),
         "danceba.data_source": data_source or "unknown",
         "danceba.device": device or current_device(),
+        "danceba.threads": str(torch_threads()),
         **library_versions(),
     }
 

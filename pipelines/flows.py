@@ -4,7 +4,7 @@ Commands (project root; the Makefile exports the quiet/offline environment)::
 
     python -m pipelines.flows reproduce                      # every stage of dvc.yaml, in DAG order
     python -m pipelines.flows reproduce --stage phase        # one stage and what it depends on
-    python -m pipelines.flows sweep --seeds 5 --jobs 2       # seeds 0..4, two experiments at a time
+    python -m pipelines.flows sweep --seeds 5 --jobs 2       # seeds 0..4, two at a time (default: cores // compute.threads)
     python -m pipelines.flows sweep --seed-list 3 7 11       # explicit seeds
     python -m pipelines.flows sweep --seeds 5 --rerun        # ignore finished seeds' records
     python -m pipelines.flows ablation --seeds 3             # every variant of danceba.ablation x 3 seeds
@@ -70,6 +70,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -123,13 +124,14 @@ from danceba.tracking_store import QUIET_ENV, configure_tracking, experiment_id,
 from pipelines import dvc_experiment
 from pipelines.dvc_graph import StageInfo, dvc_stages, seed_dependent, with_upstream
 
+log = logging.getLogger("danceba.flows")
+
 SEED_PARAMS: tuple[str, ...] = ("train_gpt.train.seed",)
 DOWNLOAD_STAGES: tuple[str, ...] = ("fetch",)
 METRICS_FILE = "reports/metrics.json"
 REPORTS_DIR = "reports"
 DEFAULT_SEEDS = 5
 DEFAULT_ABLATION_SEEDS = 3
-DEFAULT_JOBS = 2
 MLFLOW_EXPERIMENT = "danceba"
 CODE_ROOT = Path(__file__).resolve().parents[1]
 _PREFECT_DEFAULTS = {  # env var -> (Prefect setting, value), applied only when the env var is unset
@@ -411,12 +413,27 @@ def run_windowed(
     return states
 
 
-def share_cores(jobs: int) -> None:
-    """``OMP_NUM_THREADS = cores // jobs`` for the experiments (an explicit OMP_NUM_THREADS wins).
+def fitting_jobs(project_root: Path, jobs: int | None) -> int:
+    """Experiments at once: ``jobs``, or as many as the cores hold at ``compute.threads`` each.
 
-    2 jobs x 2 threads on 2 cores ran each GPT 4x slower than one alone.
+    Each stage computes with ``compute.threads`` threads (a param: results depend on it), so parallel
+    experiments share cores by running fewer at once, not by changing the thread count: 2 jobs x 2
+    threads on 2 cores ran each GPT 4x slower than one alone. More than fit is allowed, with a warning.
     """
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, jobs))))
+    params = yaml.safe_load((project_root / "params.yaml").read_text(encoding="utf-8")) or {}
+    threads = int((params.get("compute") or {}).get("threads", 1))  # a project without the key: 1
+    cores = os.cpu_count() or 1
+    if jobs is None:
+        return max(1, cores // threads)
+    if jobs * threads > cores:
+        log.warning(
+            "%d jobs x compute.threads %d > %d cores: the experiments will slow each other down "
+            "(set compute.threads: 1 in params.yaml to run more at once)",
+            jobs,
+            threads,
+            cores,
+        )
+    return jobs
 
 
 def split_stages(graph: Sequence[StageInfo], keys: Sequence[str], what: str) -> tuple[set[str], list[str]]:
@@ -462,7 +479,7 @@ def run_seed_runs(
 def sweep(
     project_root: str = ".",
     seeds: int | list[int] = DEFAULT_SEEDS,
-    jobs: int = DEFAULT_JOBS,
+    jobs: int | None = None,
     seed_retries: int = 1,
     seed_retry_delay_s: float = 5.0,
     rerun: bool = False,
@@ -481,7 +498,7 @@ def sweep(
     root = Path(project_root).resolve()
     keys = list(seed_params or SEED_PARAMS)
     seed_list = sweep_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in seeds]
-    share_cores(jobs)
+    jobs = fitting_jobs(root, jobs)
     seeded, upstream = split_stages(dvc_stages(root), keys, "seed")
     records_dir = root / reports_dir / "sweep"
     params = {"seeds": seed_list, "jobs": jobs, "seed_params": keys, "seed_stages": sorted(seeded)}
@@ -578,7 +595,7 @@ def ablation(
     project_root: str = ".",
     seeds: int | list[int] = DEFAULT_ABLATION_SEEDS,
     variants: list[str] | None = None,
-    jobs: int = DEFAULT_JOBS,
+    jobs: int | None = None,
     seed_retries: int = 1,
     seed_retry_delay_s: float = 5.0,
     rerun: bool = False,
@@ -599,7 +616,7 @@ def ablation(
     keys = list(seed_params or SEED_PARAMS)
     seed_list = sweep_seeds(seeds) if isinstance(seeds, int) else [int(s) for s in seeds]
     chosen = select_variants(variants)
-    share_cores(jobs)
+    jobs = fitting_jobs(root, jobs)
     override_keys = list(dict.fromkeys(key for variant in chosen for key in variant.keys()))
     varied, upstream = split_stages(dvc_stages(root), [*keys, *override_keys], "seed and variant")
     reports_root = root / reports_dir
@@ -742,9 +759,7 @@ def add_experiment_arguments(sub: argparse.ArgumentParser, default_seeds: int) -
     group = sub.add_mutually_exclusive_group()
     group.add_argument("--seeds", type=int, default=default_seeds, help="seeds 0..N-1 (default: %(default)s)")
     group.add_argument("--seed-list", type=int, nargs="+", help="explicit seeds")
-    sub.add_argument(
-        "--jobs", type=int, default=DEFAULT_JOBS, help="experiments at once (default: %(default)s)"
-    )
+    sub.add_argument("--jobs", type=int, help="experiments at once (default: cores // compute.threads)")
     sub.add_argument("--seed-retries", type=int, default=1)
     sub.add_argument("--seed-retry-delay", type=float, default=5.0)
     sub.add_argument("--rerun", action="store_true", help="re-run experiments that already finished")
@@ -775,11 +790,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "reproduce":
             reproduce(str(root), args.stages, args.download_retries, args.download_retry_delay)
             return 0
-        runner = make_task_runner(args.task_runner, args.jobs, args.dask_address)
+        jobs = fitting_jobs(root, args.jobs)
+        runner = make_task_runner(args.task_runner, jobs, args.dask_address)
         options = {
             "project_root": str(root),
             "seeds": args.seed_list or args.seeds,
-            "jobs": args.jobs,
+            "jobs": jobs,
             "seed_retries": args.seed_retries,
             "seed_retry_delay_s": args.seed_retry_delay,
             "rerun": args.rerun,

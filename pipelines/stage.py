@@ -33,11 +33,30 @@ def run_stage(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parser.parse_args(argv)
     try:
-        body(args)
+        with stage_threads(args.params):
+            body(args)
     except (ValueError, OSError, KeyError) as error:
         log.error("%s failed: %s", parser.prog, error)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def stage_threads(params: str | os.PathLike[str]) -> Iterator[int]:
+    """Run with ``compute.threads`` torch and BLAS/OpenMP threads (results depend on the count)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from danceba.config import load_params
+
+    threads = load_params(params).compute.threads
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield threads
+    finally:
+        torch.set_num_threads(previous)
 
 
 def is_main_process() -> bool:
@@ -73,6 +92,20 @@ def tracked(
         data_source=load_params(params_path).data.source,
         project_root=params_path.parent,
     )
+
+
+def export_provenance(args: argparse.Namespace, inputs: Sequence[Path]) -> dict[str, Any]:
+    """What a model export records about its origin, all determined by its inputs: the DVC hash of
+    every input (keyed as in dvc.yaml) and the code digest. Run ids, times and git state stay in MLflow,
+    so re-running an unchanged stage writes the same bytes."""
+    from danceba.provenance import code_digest
+    from danceba.tracking import dvc_hash, path_key
+
+    root = Path(args.params).resolve().parent
+    return {
+        "inputs": {path_key(path, root): dvc_hash(Path(path)) for path in inputs},
+        "code": code_digest(),
+    }
 
 
 def numeric_leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:

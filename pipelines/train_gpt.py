@@ -14,7 +14,16 @@ from pathlib import Path
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.train.gpt_training import export_gpt, train_gpt
-from pipelines.stage import exit_with, is_main_process, log, numeric_leaves, run_stage, stage_parser, tracked
+from pipelines.stage import (
+    exit_with,
+    export_provenance,
+    is_main_process,
+    log,
+    numeric_leaves,
+    run_stage,
+    stage_parser,
+    tracked,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             log.info("GPT: val CE %.3f nats (uniform %.3f)", metrics["final_val_ce"], metrics["uniform_ce"])
             if is_main_process():
-                export_gpt(args.model_out, model, config.model, metrics, run.lineage)
+                export_gpt(args.model_out, model, config.model, metrics, export_provenance(args, inputs))
                 write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
                 run.log_metrics(dict(numeric_leaves(metrics)))
                 run.log_artifact(args.reports)

@@ -15,7 +15,15 @@ from pathlib import Path
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.train.vqvae_training import export_vqvae, train_vqvae
-from pipelines.stage import exit_with, is_main_process, numeric_leaves, run_stage, stage_parser, tracked
+from pipelines.stage import (
+    exit_with,
+    export_provenance,
+    is_main_process,
+    numeric_leaves,
+    run_stage,
+    stage_parser,
+    tracked,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.joints, args.sequences, config, args.runs, args.reports, run.lineage, run.on_log
             )
             if is_main_process():
-                export_vqvae(args.model_out, result.model, config.model, result.metrics, run.lineage)
+                export_vqvae(
+                    args.model_out,
+                    result.model,
+                    config.model,
+                    result.metrics,
+                    export_provenance(args, inputs),
+                )
                 write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
                 run.log_metrics(dict(numeric_leaves(result.metrics)))
                 run.log_artifact(args.reports)

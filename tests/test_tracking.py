@@ -81,6 +81,25 @@ def test_git_state_ignores_dvc_lock_and_untracked_files(tmp_path: Path) -> None:
     assert tracking.git_state(tmp_path / "sub") == (commit, "true")
 
 
+def test_git_state_ignores_the_outputs_dvc_yaml_declares(tmp_path: Path) -> None:
+    """``dvc repro`` removes a stage's outputs before running it: a committed report is then missing."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "metrics.json").write_text("{}\n")
+    (tmp_path / "notes.md").write_text("v1\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  evaluate:\n    cmd: echo\n    metrics:\n      - reports/metrics.json:\n"
+        "          cache: false\n    outs:\n      - data/out\n"
+    )
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "init")
+    assert tracking.declared_outputs(tmp_path) == ["data/out", "reports/metrics.json"]
+    (tmp_path / "reports" / "metrics.json").unlink()
+    assert tracking.git_state(tmp_path)[1] == "false"
+    (tmp_path / "notes.md").write_text("v2\n")
+    assert tracking.git_state(tmp_path)[1] == "true"
+
+
 def test_configure_tracking_defaults_to_project_sqlite_in_wal_mode(project: Path, monkeypatch) -> None:
     uri = tracking_store.configure_tracking(project)
     assert uri == f"sqlite:///{project.resolve()}/mlflow.db"
@@ -191,7 +210,7 @@ def test_runs_nest_under_the_parent_from_env_and_from_an_enclosing_run(project: 
     assert {r.info.run_id for r in found} == {inner.run_id, child.run_id}
 
 
-def test_register_model_creates_a_version_per_checkpoint(project: Path, client) -> None:
+def test_register_model_adds_a_version_only_when_the_weights_change(project: Path, client) -> None:
     checkpoint = project / "checkpoints" / "vqvae" / "best_val_loss.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"vq weights")
@@ -199,12 +218,15 @@ def test_register_model_creates_a_version_per_checkpoint(project: Path, client) 
         "train_vqvae", {}, inputs=[], outputs=[], project_root=project, device="cpu"
     ) as run:
         first = run.register_model(checkpoint, "danceba-vqvae")
-        second = run.register_model(checkpoint, "danceba-vqvae")
-    assert (first, second) == ("1", "2")
+        again = run.register_model(checkpoint, "danceba-vqvae")  # a no-op re-run: same bytes
+        checkpoint.write_bytes(b"new vq weights")
+        changed = run.register_model(checkpoint, "danceba-vqvae")
+    assert (first, again, changed) == ("1", "1", "2")
+    assert len(client.search_model_versions("name = 'danceba-vqvae'")) == 2
     version = client.get_model_version("danceba-vqvae", "2")
     assert version.run_id == run.run_id
     assert version.source.endswith("/artifacts/checkpoints/best_val_loss.pt")
-    assert version.tags["dvc.md5"] == hashlib.md5(b"vq weights").hexdigest()
+    assert version.tags["dvc.md5"] == hashlib.md5(b"new vq weights").hexdigest()
     assert (project / "mlartifacts" / run.run_id / "artifacts" / "checkpoints" / checkpoint.name).exists()
 
 

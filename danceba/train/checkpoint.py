@@ -79,11 +79,16 @@ def _check_plain(value: Any, where: str) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plain containers only; checked first) to ``path`` atomically."""
+    """Write ``payload`` (plain containers only; checked first) to ``path`` atomically.
+
+    The same payload always gives the same bytes: torch names the archive's root folder after the
+    file it is given a path to (here a random temporary name), so it is handed an open file instead
+    (root folder ``archive``).
+    """
     path = Path(path)
     _check_plain(payload, path.name)
-    with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
     return path
 
 

@@ -2,13 +2,15 @@
 
 An export is a checkpoint (``danceba.train.checkpoint``: plain tensors and containers, loaded with
 ``torch.load(weights_only=True)``) holding ``kind`` (the model class), ``model`` (state dict), ``config``
-(the model's frozen dataclass as plain values), ``metrics`` and ``lineage`` (MLflow run, DVC hashes).
+(the model's frozen dataclass as plain values), ``metrics`` and ``provenance`` (what the weights came from: the inputs' DVC hashes and the code digest
+(``pipelines.stage.export_provenance``), or the converted file; never a run id or a time).
 Loading checks the kind and rebuilds the model from the stored config, so a checkpoint of the wrong
 kind or architecture is refused with a message naming the file.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,7 @@ ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 
 def save_export(
-    path: Path, kind: str, model: torch.nn.Module, config: Any, metrics: dict, lineage: dict
+    path: Path, kind: str, model: torch.nn.Module, config: Any, metrics: dict, provenance: dict
 ) -> None:
     """Write a model export atomically."""
     save_checkpoint(
@@ -30,11 +32,21 @@ def save_export(
         {
             "kind": kind,
             "model": model.state_dict(),
-            "config": to_plain_config(config),
-            "metrics": to_plain_config(metrics),
-            "lineage": to_plain_config(lineage),
+            "config": canonical(config, "config"),
+            "metrics": canonical(metrics, "metrics"),
+            "provenance": canonical(provenance, "provenance"),
         },
     )
+
+
+def canonical(value: Any, where: str) -> Any:
+    """``value`` as plain data rebuilt from its JSON text, so that equal values pickle to equal bytes.
+
+    Pickle writes a string seen twice as a reference to the first, so its bytes depend on which
+    strings are the same object: metrics read back from a resumed checkpoint and metrics just computed
+    are equal but pickle differently. Rebuilt from text, equal values are equal objects.
+    """
+    return json.loads(json.dumps(to_plain_config(value, where)))
 
 
 def load_export(

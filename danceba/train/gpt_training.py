@@ -22,6 +22,7 @@ from danceba import tables
 from danceba.data.windows import TokenWindows
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
+from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -33,6 +34,7 @@ from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.optim import OptimConfig
+from danceba.train.seeding import seed_everything
 from danceba.train.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -185,10 +187,13 @@ def train_gpt(
     eval_data = token_dataset(tokens, music_7p5fps, config.eval_splits)
     check_vocabulary(train_data, config.model, tokens)
     check_music_width(train_data, config.model, music_7p5fps)
+    seed_everything(config.train.seed, config.train.deterministic)  # initial weights
     model = build_gpt(config.model)
     if config.model.music_norm:
         model.gpt_base.set_music_statistics(*music_statistics(train_data))
-    run_dir = Path(run_root) / config_digest({"config": config, "data": files_digest([tokens, music_7p5fps])})
+    run_dir = Path(run_root) / config_digest(
+        {"config": config, "data": files_digest([tokens, music_7p5fps]), "code": code_digest()}
+    )
     log.info(
         "GPT (%s stack): %d parameters; %d training windows; run folder %s",
         config.model.stack,
@@ -246,9 +251,9 @@ def check_music_width(data: TokenWindows, config: GPTConfig, music_7p5fps: Path)
         )
 
 
-def export_gpt(path: Path, model: CrossCondGPT, config: GPTConfig, metrics: dict, lineage: dict) -> None:
-    """Write the trained GPT (weights + model config + metrics + lineage) for generation."""
-    save_export(path, "CrossCondGPT", model, config, metrics, lineage)
+def export_gpt(path: Path, model: CrossCondGPT, config: GPTConfig, metrics: dict, provenance: dict) -> None:
+    """Write the trained GPT (weights + model config + metrics + provenance) for generation."""
+    save_export(path, "CrossCondGPT", model, config, metrics, provenance)
 
 
 def load_gpt(path: Path, map_location: str | torch.device = "cpu") -> CrossCondGPT:

@@ -27,6 +27,7 @@ from danceba.models.bailando_layout import (
     zero_root,
 )
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig, count_parameters, vqvae_loss_fn
+from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -38,6 +39,7 @@ from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.optim import OptimConfig
+from danceba.train.seeding import seed_everything
 from danceba.train.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -133,13 +135,16 @@ def train_vqvae(
     train_names = sequences_in_splits(sequences, config.train_splits)
     eval_names = sequences_in_splits(sequences, config.eval_splits)
     train_joints, eval_joints = load_joints(joints, train_names), load_joints(joints, eval_names)
-    run_dir = Path(run_root) / config_digest({"config": config, "data": files_digest([joints, sequences])})
+    run_dir = Path(run_root) / config_digest(
+        {"config": config, "data": files_digest([joints, sequences]), "code": code_digest()}
+    )
     log.info(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
     )
 
     windows1, _ = motion_windows(train_joints, config.stage1.window, config.stage1.stride)
     eval1, _ = motion_windows(eval_joints, config.stage1.window, config.stage1.window)
+    seed_everything(config.stage1.train.seed, config.stage1.train.deterministic)  # initial weights
     model1 = SepVQVAE(config.model)
     log.info("SepVQVAE: %d parameters; %d training windows", count_parameters(model1), len(windows1))
     result1 = train(
@@ -156,6 +161,7 @@ def train_vqvae(
         outputs=DvcOutputs(reports / "stage1.json", reports / "plots" / "stage1"),
     )
 
+    seed_everything(config.stage2.train.seed, config.stage2.train.deterministic)  # root decoder's init
     model2 = SepVQVAER(config.model)
     model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
     windows2, _ = motion_windows(train_joints, config.stage2.window, config.stage2.stride)
@@ -197,9 +203,9 @@ def _best_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
-def export_vqvae(path: Path, model: SepVQVAER, config: VQVAEConfig, metrics: dict, lineage: dict) -> None:
-    """Write the trained VQ-VAE (weights + model config + metrics + lineage) for the later stages."""
-    save_export(path, "SepVQVAER", model, config, metrics, lineage)
+def export_vqvae(path: Path, model: SepVQVAER, config: VQVAEConfig, metrics: dict, provenance: dict) -> None:
+    """Write the trained VQ-VAE (weights + model config + metrics + provenance) for the later stages."""
+    save_export(path, "SepVQVAER", model, config, metrics, provenance)
 
 
 def load_vqvae(path: Path, map_location: str | torch.device = "cpu") -> SepVQVAER:
