@@ -18,7 +18,9 @@ import yaml
 from danceba.dance_generation import GenerateConfig
 from danceba.evaluation import EvaluateConfig
 from danceba.motion_tokens import TokenizeConfig
-from danceba.strict_dataclass import ConfigError, build_dataclass
+from danceba.params_checks import consistency_problems
+from danceba.strict_dataclass import ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, build_dataclass
+from danceba.strict_yaml import load_strict_yaml
 from danceba.train.gpt_training import TrainGPTConfig
 from danceba.train.vqvae_training import TrainVQVAEConfig
 
@@ -33,13 +35,13 @@ __all__ = ["ConfigError", "Params", "build_dataclass", "load_params", "section_a
 class MiniDatasetConfig:
     """The embedded mini dataset (written in the AIST++ layout by ``danceba.data.mini``)."""
 
-    seed: int = 0
+    seed: NonNegativeInt = 0
     genres: tuple[str, ...] = ("gBR", "gPO", "gLO", "gHO", "gJB")
-    music_per_genre: int = 3
-    dancers_per_music: int = 2
-    choreographies_per_dancer: int = 2
-    seconds: float = 12.0
-    sample_rate: int = 30720
+    music_per_genre: PositiveInt = 3
+    dancers_per_music: PositiveInt = 2
+    choreographies_per_dancer: PositiveInt = 2
+    seconds: PositiveFloat = 12.0
+    sample_rate: PositiveInt = 30720
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class DataConfig:
 class JointsConfig:
     """SMPL forward kinematics: poses + translation -> 24 joints at 60 fps."""
 
-    fps: int = 60
+    fps: PositiveInt = 60
     drop_ignored: bool = True
 
 
@@ -95,11 +97,11 @@ class PhaseConfig:
     """STFT phase of the 7.5 fps music features, as Danceba's PRE consumes it."""
 
     mode: Literal["official", "per_channel"] = "official"
-    window: int = 29
-    n_fft: int = 512
-    hop_length: int = 256
-    channel_n_fft: int = 8
-    channel_hop_length: int = 1
+    window: PositiveInt = 29
+    n_fft: PositiveInt = 512
+    hop_length: PositiveInt = 256
+    channel_n_fft: PositiveInt = 8
+    channel_hop_length: PositiveInt = 1
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class ComputeConfig:
     machine's core count.
     """
 
-    threads: int = 2
+    threads: PositiveInt = 2
 
     def __post_init__(self) -> None:
         if isinstance(self.threads, bool) or self.threads < 1:
@@ -140,18 +142,43 @@ class Params:
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read ``params.yaml`` into :class:`Params`; raise :class:`ConfigError` naming a bad key."""
+    """Read ``params.yaml`` into :class:`Params`, or raise :class:`ConfigError` listing every problem.
+
+    Each line of the error names the file and the key: YAML that does not parse, a duplicate key,
+    an unknown key, a missing or empty section, a value of the wrong type, outside its bounds or not
+    finite, and the cross-section problems of :func:`danceba.params_checks.consistency_problems`.
+    """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as error:
         raise ConfigError(f"{path}: file not found") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read it ({error})") from error
     try:
-        return build_dataclass(Params, raw)
+        raw = load_strict_yaml(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty (it needs the sections {', '.join(_section_names())})")
+    try:
+        params = build_dataclass(Params, raw)
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from error
+        raise error.prefixed(f"{path}: ") from None
+    if problems := consistency_problems(params):
+        raise ConfigError(problems).prefixed(f"{path}: ")
+    return params
+
+
+def _section_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Params)]
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and the line it is on."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{problem} (line {mark.line + 1})" if mark is not None and "line" not in problem else problem
 
 
 def section_as_dict(section: Any) -> dict[str, Any]:

@@ -30,20 +30,21 @@ from danceba.models.bailando_layout import joints_from_bailando_layout, to_baila
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.motion_tokens import token_arrays
+from danceba.strict_dataclass import NonNegativeInt, PositiveFloat, PositiveInt, SplitName
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """``generate`` in params.yaml. ``top_k: 0`` means no top-k restriction."""
 
-    splits: tuple[str, ...] = ("val", "test")
+    splits: tuple[SplitName, ...] = ("val", "test")
     mode: Literal["greedy", "sample"] = "greedy"
-    temperature: float = 1.0
-    top_k: int = 0
-    seed: int = 0
+    temperature: PositiveFloat = 1.0
+    top_k: NonNegativeInt = 0
+    seed: NonNegativeInt = 0
     decode: Literal["exact", "cached"] = "exact"
-    batch_size: int = 16
-    sample_videos: int = 1  # MP4s (skeleton + music) of the first generated dances, for a look
+    batch_size: PositiveInt = 16
+    sample_videos: NonNegativeInt = 1  # MP4s (skeleton + music) of the first generated dances, for a look
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.mode, self.temperature, self.top_k or None, self.seed, self.decode)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -48,6 +49,14 @@ from danceba.metrics import (
 )
 from danceba.physical_metrics import PHYSICAL_METRICS, physical_scores
 from danceba.rhythm_metrics import RHYTHM_METRICS, rhythm_scores
+from danceba.strict_dataclass import (
+    Bounds,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SplitName,
+)
 
 FPS = 60  # of the joints and of the 60 fps music features
 METRIC_NAMES = ("fid_k", "fid_g", "div_k", "div_g", "bas")  # the paper's five
@@ -87,20 +96,20 @@ class EvaluateConfig:
     (metres, per coordinate and frame) of the ``jitter`` and ``still`` control rows.
     """
 
-    protocols: tuple[str, ...] = ("bailando", "corrected")
-    splits: tuple[str, ...] = ("val", "test")
-    baseline_seed: int = 0
-    plot_pieces: int = 3
-    chance_shifts: int = 16
-    chance_min_shift_s: float = 1.0
-    bootstrap: int = 1000
-    fid_bootstrap: int = 100
-    bootstrap_seed: int = 0
-    ci_level: float = 0.95
-    contact_height_m: float = 0.05
-    pfc_fps: int = 30
-    jitter_noise_m: float = 0.01
-    still_noise_m: float = 0.0001
+    protocols: tuple[Literal["bailando", "corrected"], ...] = ("bailando", "corrected")
+    splits: tuple[SplitName, ...] = ("val", "test")
+    baseline_seed: NonNegativeInt = 0
+    plot_pieces: NonNegativeInt = 3
+    chance_shifts: PositiveInt = 16
+    chance_min_shift_s: NonNegativeFloat = 1.0
+    bootstrap: PositiveInt = 1000
+    fid_bootstrap: NonNegativeInt = 100
+    bootstrap_seed: NonNegativeInt = 0
+    ci_level: Annotated[float, Bounds(low=0, high=1, open_low=True, open_high=True)] = 0.95
+    contact_height_m: PositiveFloat = 0.05
+    pfc_fps: PositiveInt = 30
+    jitter_noise_m: NonNegativeFloat = 0.01
+    still_noise_m: NonNegativeFloat = 0.0001
 
     def __post_init__(self) -> None:
         if not self.protocols:

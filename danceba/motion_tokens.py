@@ -29,16 +29,17 @@ from danceba import tables
 from danceba.data.windows import FRAMES_PER_TOKEN, read_sequence_index
 from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
 from danceba.models.vqvae import SepVQVAE
+from danceba.strict_dataclass import PositiveInt, SplitName
 
 
 @dataclass(frozen=True)
 class TokenizeConfig:
     """``tokenize`` in params.yaml: window length and stride in 60 fps frames (Bailando's GPT: 240 / 8)."""
 
-    window: int = 240
-    stride: int = 8
-    splits: tuple[str, ...] = ("train", "val", "test")
-    batch_size: int = 256
+    window: PositiveInt = 240
+    stride: PositiveInt = 8
+    splits: tuple[SplitName, ...] = ("train", "val", "test")
+    batch_size: PositiveInt = 256
 
 
 @torch.inference_mode()

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pyarrow.parquet as pq
 import torch
@@ -68,10 +69,26 @@ def read_song(path: str | Path, min_seconds: float = MIN_SECONDS) -> UserSong:
     seconds = audio.size / rate
     if seconds < min_seconds:
         raise MusicInputError(f"{path}: too short ({seconds:.2f} s; at least {min_seconds:g} s needed)")
-    music = bailando_features(
-        resample(audio, rate, SAMPLE_RATE_7P5FPS), SAMPLE_RATE_7P5FPS, chroma_octaves=CHROMA_OCTAVES_7P5FPS
-    )
+    try:
+        music = bailando_features(
+            resample(audio, rate, SAMPLE_RATE_7P5FPS),
+            SAMPLE_RATE_7P5FPS,
+            chroma_octaves=CHROMA_OCTAVES_7P5FPS,
+        )
+    except librosa.util.exceptions.ParameterError as error:  # e.g. samples so loud they overflow
+        raise MusicInputError(f"{path}: cannot compute music features ({error})") from None
+    check_finite_features(path, music)
     return UserSong(path, path.stem, seconds, music)
+
+
+def check_finite_features(path: Path, music: np.ndarray) -> None:
+    """Refuse features with NaN or infinite values (a pathological recording) before they reach a model."""
+    if not np.isfinite(music).all():
+        rows = int((~np.isfinite(music)).any(axis=1).sum())
+        raise MusicInputError(
+            f"{path}: the music features of {rows} of {len(music)} frames are NaN or infinite "
+            "(is the recording clipped or extremely loud?)"
+        )
 
 
 TOKEN_RHYTHM_BY_WIDTH = {
@@ -89,7 +106,9 @@ def with_token_rhythm_columns(song: UserSong, token_rhythm: str) -> UserSong:
         SAMPLE_RATE_60FPS,
         chroma_octaves=CHROMA_OCTAVES_60FPS,
     )
-    return replace(song, music_7p5fps=token_condition(song.music_7p5fps, at_60fps, token_rhythm))
+    condition = token_condition(song.music_7p5fps, at_60fps, token_rhythm)
+    check_finite_features(song.path, condition)
+    return replace(song, music_7p5fps=condition)
 
 
 def match_music_width(songs: Sequence[UserSong], n_music: int) -> list[UserSong]:

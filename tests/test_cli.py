@@ -62,6 +62,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     export_gpt(paths["gpt_rhythm"], build_gpt(rhythm), rhythm, {}, {})
     export_vqvae(paths["vqvae"], vqvae.eval(), TINY_VQVAE, {}, {})
     export_gpt(paths["gpt"], build_gpt(TINY_GPT), TINY_GPT, {}, {})
+    diverged = build_gpt(TINY_GPT)
+    with torch.no_grad():
+        next(diverged.parameters()).fill_(float("nan"))
+    paths["gpt_nan"] = root / "gpt_nan.pt"
+    export_gpt(paths["gpt_nan"], diverged, TINY_GPT, {}, {})
     wide = dataclasses.replace(TINY_GPT, vocab_up=32, vocab_down=32)
     export_gpt(paths["gpt_vocab32"], build_gpt(wide), wide, {}, {})
     return paths
@@ -85,6 +90,7 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "silent": root / "silence.wav",
         "too_short": root / "half second.wav",
         "corrupt": root / "broken.wav",
+        "loud": root / "too loud.wav",
     }
     soundfile.write(paths["wav"], click_track(4.0), SR)
     soundfile.write(paths["flac"], np.stack([click_track(3.0)] * 2, axis=1), SR)  # stereo
@@ -93,6 +99,7 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     soundfile.write(paths["short_mp4"], click_track(2.5), SR)
     soundfile.write(paths["silent"], np.zeros(3 * SR, np.float32), SR)
     soundfile.write(paths["too_short"], click_track(0.5), SR)
+    soundfile.write(paths["loud"], click_track(3.0) * np.float32(3e37), SR, subtype="FLOAT")  # overflows
     paths["corrupt"].write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8)
     return paths
 
@@ -218,17 +225,21 @@ def test_generate_mp4_has_the_song_as_sound_and_its_duration(models, songs, tmp_
         ("too_short", "too_short", "too short"),
         ("vqvae_is_a_gpt", "gpt", "not a VQ-VAE export"),
         ("gpt_vocab_mismatch", "gpt_vocab32", "wrong architecture"),
+        ("gpt_nan_weights", "gpt_nan", "hold NaN or infinite values"),
+        ("loud", "loud", "cannot compute music features"),
     ],
 )
 def test_generate_refuses_bad_input_and_writes_nothing(models, songs, tmp_path, capsys, case, named, problem):
     song_list = [songs["wav"]]
     gpt, vqvae = models["gpt"], models["vqvae"]
-    if case in ("silent", "corrupt", "too_short"):
+    if case in ("silent", "corrupt", "too_short", "loud"):
         song_list.append(songs[case])
     elif case == "missing":
         song_list.append(tmp_path / "missing.wav")
     elif case == "vqvae_is_a_gpt":
         vqvae = models["gpt"]
+    elif case == "gpt_nan_weights":
+        gpt = models["gpt_nan"]
     else:
         gpt = models["gpt_vocab32"]
     culprit = {"missing": tmp_path / "missing.wav"}.get(named) or songs.get(named) or models[named]

@@ -12,9 +12,18 @@ from danceba.config import ConfigError, Params, load_params, section_as_dict
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _write(tmp_path: Path, data: dict) -> Path:
+def _merged(base: dict, changes: dict) -> dict:
+    merged = dict(base)
+    for key, value in changes.items():
+        both_mappings = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_mappings else value
+    return merged
+
+
+def _write(tmp_path: Path, changes: dict) -> Path:
+    """The project's params.yaml with ``changes`` merged in (a nested dict replaces leaf by leaf)."""
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(_merged(yaml.safe_load((ROOT / "params.yaml").read_text()), changes)))
     return path
 
 
@@ -62,7 +71,12 @@ def test_mistyped_values_are_rejected(tmp_path: Path, data: dict, message: str) 
 
 
 def test_ints_are_accepted_for_floats_and_missing_keys_take_defaults(tmp_path: Path) -> None:
-    params = load_params(_write(tmp_path, {"data": {"mini": {"seconds": 4}}}))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["mini"]["seconds"] = 4
+    del raw["data"]["mini"]["seed"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    params = load_params(path)
     assert params.data.mini.seconds == 4.0 and isinstance(params.data.mini.seconds, float)
     assert params.data.mini.seed == Params().data.mini.seed
 

@@ -101,6 +101,37 @@ def test_a_dvc_pull_clone_is_up_to_date_and_reruns_nothing(checked, tmp_path: Pa
     assert "reports/train_gpt/train.json" in shown.stdout and "val_ce" in shown.stdout
 
 
+def test_metrics_and_plots_diff_between_two_seeds_show_every_training_metric(checked) -> None:
+    """After the pull test committed copy b's results: an experiment with another seed, then the diffs."""
+    _, work = checked
+    copy = work / "b"
+    ran = dvc(copy, "exp", "run", "-S", "train_gpt.train.seed=1", "--name", "seed-1")
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    metrics = json.loads(dvc(copy, "metrics", "diff", "HEAD", "seed-1", "--json").stdout)
+    assert {"reports/train_gpt/train.json", "reports/train_gpt/metrics.json", "reports/metrics.json"} <= set(
+        metrics
+    )
+    assert "final.val_ce" in metrics["reports/train_gpt/train.json"]
+    plots = dvc(copy, "plots", "diff", "HEAD", "seed-1", "--json")
+    assert plots.returncode == 0, plots.stderr
+    shown = json.loads(plots.stdout)["data"]
+    curves = {name for name in shown if name.startswith("reports/train_")}
+    assert curves == {
+        f"reports/{name}.csv"
+        for name in (
+            "train_gpt/plots/val",
+            "train_gpt/plots/train",
+            "train_vqvae/plots/stage1/val",
+            "train_vqvae/plots/stage1/train",
+            "train_vqvae/plots/stage2/val",
+            "train_vqvae/plots/stage2/train",
+        )
+    }, sorted(shown)
+    for name in curves:
+        points = shown[name][0]["content"]["data"]["values"]
+        assert {point["rev"] for point in points} == {"HEAD", "seed-1"}, name
+
+
 def test_a_change_to_the_gpt_code_really_retrains_it(checked) -> None:
     _, work = checked
     copy = work / "a"

@@ -15,9 +15,6 @@ and plain containers, so a crafted file cannot run code.
 
 from __future__ import annotations
 
-import builtins
-import codecs
-import collections
 import os
 import pickle
 import re
@@ -27,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy._core.multiarray as _np_multiarray
-import numpy._core.numeric as _np_numeric
 
 from danceba.atomic import atomic_path
+from danceba.data.numeric_pickle import PickleRefused, load_numeric_pickle
 
 FPS = 60
 SPLIT_NAMES = ("train", "val", "test")
@@ -187,45 +183,6 @@ class SmplMotion:
         return (self.trans / np.float32(self.scaling)).astype(np.float32)
 
 
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    **{
-        (m, "_reconstruct"): _np_multiarray._reconstruct
-        for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-    },
-    **{(m, "scalar"): _np_multiarray.scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(m, "_frombuffer"): _np_numeric._frombuffer for m in ("numpy.core.numeric", "numpy._core.numeric")},
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,  # protocol < 3 pickles spell bytes as encode(str, 'latin1')
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    **{
-        (m, n): getattr(builtins, n)
-        for m in ("builtins", "__builtin__")
-        for n in ("dict", "list", "tuple", "set", "frozenset", "bytearray")
-    },
-}
-
-
-class _MotionUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and containers only; every other global is refused."""
-
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="latin1")
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _ALLOWED_GLOBALS.get((module, name))
-        if allowed is None:
-            raise UnsafePickleError(
-                f"{self._path}: refused to unpickle global '{module}.{name}': an AIST++ motion file holds "
-                "only numpy arrays; this file is corrupt or malicious"
-            )
-        return allowed
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self._path}: refused pickle persistent id {pid!r}")
-
-
 def _as_float_array(value: Any, key: str, path: Path | str) -> np.ndarray:
     array = np.asarray(value)
     if array.dtype.kind not in "fiu":
@@ -262,9 +219,9 @@ def read_motion_pkl(path: str | os.PathLike[str]) -> SmplMotion:
     path = Path(path)
     with path.open("rb") as handle:
         try:
-            data = _MotionUnpickler(handle, path).load()
-        except AistppFormatError:
-            raise
+            data = load_numeric_pickle(handle, path)
+        except PickleRefused as error:
+            raise UnsafePickleError(str(error)) from None
         except Exception as error:  # a truncated or garbled pickle can fail in many ways
             raise AistppFormatError(
                 f"{path}: cannot read the motion pickle ({type(error).__name__}: {error}); the file is "

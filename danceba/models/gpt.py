@@ -46,7 +46,7 @@ window, so exact replay of the official sampler re-runs the window at each step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -58,6 +58,7 @@ from danceba.models.gpt_weights import init_weights
 from danceba.models.mamba import Mamba
 from danceba.models.pmmm import PMMMBlock
 from danceba.models.pre import PhaseRhythmEmbedding
+from danceba.strict_dataclass import PositiveInt, Probability, bounds_problems
 
 
 @dataclass(frozen=True)
@@ -65,26 +66,26 @@ class GPTConfig:
     """The GPT's size and ablation flags. Defaults: the paper's Danceba configuration."""
 
     stack: Literal["bailando", "danceba"] = "danceba"
-    block_size: int = 29
-    n_music: int = 438
-    vocab_up: int = 512
-    vocab_down: int = 512
-    n_embd: int = 768
-    n_head: int = 12
-    n_layer_base: int = 6
-    n_layer_head: int = 6
-    embd_pdrop: float = 0.1
-    resid_pdrop: float = 0.1
-    attn_pdrop: float = 0.1
-    mamba_d_state: int = 128
-    mamba_d_conv: int = 4
-    mamba_expand: int = 4
+    block_size: PositiveInt = 29
+    n_music: PositiveInt = 438
+    vocab_up: PositiveInt = 512
+    vocab_down: PositiveInt = 512
+    n_embd: PositiveInt = 768
+    n_head: PositiveInt = 12
+    n_layer_base: PositiveInt = 6
+    n_layer_head: PositiveInt = 6
+    embd_pdrop: Probability = 0.1
+    resid_pdrop: Probability = 0.1
+    attn_pdrop: Probability = 0.1
+    mamba_d_state: PositiveInt = 128
+    mamba_d_conv: PositiveInt = 4
+    mamba_expand: PositiveInt = 4
     mamba_backend: Literal["auto", "mamba_ssm", "fused", "mambapy", "reference"] = "auto"
     pre: bool = True
     pre_mode: Literal["official", "per_channel"] = "official"
-    pre_n_fft: int = 512
-    pre_hop_length: int = 256
-    pre_channel_n_fft: int = 8
+    pre_n_fft: PositiveInt = 512
+    pre_hop_length: PositiveInt = 256
+    pre_channel_n_fft: PositiveInt = 8
     position_scale_init: float = 1e-6
     tgca_gate: bool = True
     gate_activation: Literal["silu", "sigmoid"] = "silu"
@@ -106,15 +107,8 @@ class GPTConfig:
                 raise ValueError(
                     f"GPTConfig.{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}"
                 )
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"GPTConfig.{f.name}: expected a positive int, got {value!r}")
-        for name in ("embd_pdrop", "resid_pdrop", "attn_pdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(
-                    f"GPTConfig.{name}: expected a probability in [0, 1), got {getattr(self, name)!r}"
-                )
+        if problems := bounds_problems(self):
+            raise ValueError("; ".join(problems))
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         uses_official_pre = self.stack == "danceba" and self.pre and self.pre_mode == "official"

@@ -31,41 +31,41 @@ from danceba.models.bailando_layout import (
     split_body,
     zero_root,
 )
+from danceba.strict_dataclass import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    bounds_problems,
+)
 
 
 @dataclass(frozen=True)
 class VQVAEConfig:
     """One body half's VQ-VAE and its loss weights; defaults are Bailando's ``sep_vqvae*.yaml``."""
 
-    width: int = 512  # conv channels inside encoder / decoder
-    depth: int = 3  # ResConv1DBlocks per Resnet1D
-    m_conv: float = 1.0  # hidden width of a ResConv1DBlock relative to ``width``
-    dilation_growth_rate: int = 3  # dilations 1, 3, 9
+    width: PositiveInt = 512  # conv channels inside encoder / decoder
+    depth: PositiveInt = 3  # ResConv1DBlocks per Resnet1D
+    m_conv: PositiveFloat = 1.0  # hidden width of a ResConv1DBlock relative to ``width``
+    dilation_growth_rate: PositiveInt = 3  # dilations 1, 3, 9
     reverse_decoder_dilation: bool = True  # decoder dilations 9, 3, 1
-    down_t: int = 3  # downsampling convs (kernel 2*stride, padding stride//2)
-    stride_t: int = 2  # => hop 2**3 = 8 frames per code
-    emb_width: int = 512  # code dimension
-    l_bins: int = 512  # codebook size
-    mu: float = 0.99  # EMA decay of the codebook
-    threshold: float = 1.0  # EMA count below which a code is dead and restarted
-    commit: float = 0.02
-    vel: float = 1.0
-    acc: float = 1.0
-    root_acc: float = 1.0  # stage 2: weight of L1 on the root velocity's first difference
+    down_t: PositiveInt = 3  # downsampling convs (kernel 2*stride, padding stride//2)
+    stride_t: PositiveInt = 2  # => hop 2**3 = 8 frames per code
+    emb_width: PositiveInt = 512  # code dimension
+    l_bins: PositiveInt = 512  # codebook size
+    mu: Probability = 0.99  # EMA decay of the codebook
+    threshold: NonNegativeFloat = 1.0  # EMA count below which a code is dead and restarted
+    commit: NonNegativeFloat = 0.02
+    vel: NonNegativeFloat = 1.0
+    acc: NonNegativeFloat = 1.0
+    root_acc: NonNegativeFloat = 1.0  # stage 2: weight of L1 on the root velocity's first difference
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "dilation_growth_rate", "down_t", "emb_width", "l_bins"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"VQVAEConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if problems := bounds_problems(self):
+            raise ValueError("; ".join(problems))
         if self.stride_t < 2 or self.stride_t % 2:
             raise ValueError(
                 f"VQVAEConfig.stride_t must be even (kernel 2*stride keeps T/stride), got {self.stride_t}"
-            )
-        if not 0.0 <= self.mu < 1.0:
-            raise ValueError(f"VQVAEConfig.mu must lie in [0, 1), got {self.mu}")
-        if self.m_conv <= 0 or self.threshold < 0:
-            raise ValueError(
-                f"VQVAEConfig: m_conv must be > 0 and threshold >= 0, got {self.m_conv}, {self.threshold}"
             )
 
     @property

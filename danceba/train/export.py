@@ -62,6 +62,18 @@ def load_export(
     if payload.get("kind") != kind:
         raise ValueError(f"{path}: not a {what} export (kind {payload.get('kind')!r}, expected {kind!r})")
     model = build(build_dataclass(config_type, payload["config"], what))
+    bad = sorted(
+        name
+        for name, tensor in payload["model"].items()
+        if isinstance(tensor, torch.Tensor)
+        and tensor.is_floating_point()
+        and not torch.isfinite(tensor).all()
+    )
+    if bad:
+        raise ValueError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}"
+            f"{', ...' if len(bad) > 3 else ''}): the training diverged or the file is damaged"
+        )
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:

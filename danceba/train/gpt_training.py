@@ -23,6 +23,7 @@ from danceba.data.windows import TokenWindows
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
 from danceba.provenance import code_digest
+from danceba.strict_dataclass import Fraction, PositiveInt, SplitName
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -49,10 +50,10 @@ class TrainGPTConfig:
     model: GPTConfig = field(default_factory=GPTConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    train_splits: tuple[str, ...] = ("train",)
-    eval_splits: tuple[str, ...] = ("val", "test")
-    max_eval_windows: int = 1024
-    code_noise: float = 0.0  # training only: probability of replacing each input code by a random one
+    train_splits: tuple[SplitName, ...] = ("train",)
+    eval_splits: tuple[SplitName, ...] = ("val", "test")
+    max_eval_windows: PositiveInt = 1024
+    code_noise: Fraction = 0.0  # training only: probability of replacing each input code by a random one
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.code_noise < 1.0:

@@ -28,6 +28,7 @@ from danceba.models.bailando_layout import (
 )
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig, count_parameters, vqvae_loss_fn
 from danceba.provenance import code_digest
+from danceba.strict_dataclass import PositiveInt, SplitName
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -51,8 +52,8 @@ BEST_METRIC = "mpjpe_mm"
 class VQVAEPhaseConfig:
     """One phase: window length and stride (frames at 60 fps), loop and optimiser settings."""
 
-    window: int = 240
-    stride: int = 40
+    window: PositiveInt = 240
+    stride: PositiveInt = 40
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
@@ -64,9 +65,9 @@ class TrainVQVAEConfig:
     model: VQVAEConfig = field(default_factory=VQVAEConfig)
     stage1: VQVAEPhaseConfig = field(default_factory=VQVAEPhaseConfig)
     stage2: VQVAEPhaseConfig = field(default_factory=lambda: VQVAEPhaseConfig(stride=8))
-    train_splits: tuple[str, ...] = ("train",)
-    eval_splits: tuple[str, ...] = ("val", "test")
-    max_eval_windows: int = 512
+    train_splits: tuple[SplitName, ...] = ("train",)
+    eval_splits: tuple[SplitName, ...] = ("val", "test")
+    max_eval_windows: PositiveInt = 512
 
 
 def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:
