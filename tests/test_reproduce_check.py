@@ -102,7 +102,8 @@ def test_a_dvc_pull_clone_is_up_to_date_and_reruns_nothing(checked, tmp_path: Pa
 
 
 def test_metrics_and_plots_diff_between_two_seeds_show_every_training_metric(checked) -> None:
-    """After the pull test committed copy b's results: an experiment with another seed, then the diffs."""
+    """After the pull test committed copy b's results: an experiment with another seed, the diffs, and
+    `dvc exp apply` of it leaving nothing stale."""
     _, work = checked
     copy = work / "b"
     ran = dvc(copy, "exp", "run", "-S", "train_gpt.train.seed=1", "--name", "seed-1")
@@ -130,6 +131,12 @@ def test_metrics_and_plots_diff_between_two_seeds_show_every_training_metric(che
     for name in curves:
         points = shown[name][0]["content"]["data"]["values"]
         assert {point["rev"] for point in points} == {"HEAD", "seed-1"}, name
+    git(copy, "reset", "-q", "--hard")  # back to the committed results (seed 42), then apply seed 1's
+    assert dvc(copy, "checkout", "--force").returncode == 0
+    applied = dvc(copy, "exp", "apply", "seed-1")
+    assert applied.returncode == 0, applied.stderr
+    status = dvc(copy, "status", "--json")
+    assert json.loads(status.stdout) == {}, status.stdout  # nothing stale: every report came with it
 
 
 def test_a_change_to_the_gpt_code_really_retrains_it(checked) -> None:
