@@ -11,7 +11,6 @@ Only formats this project writes are opened, each with its safe reader (``weight
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -20,16 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from danceba.train.checkpoint import files_digest
+
 MAX_LISTED_FILES = 20
-
-
-def file_md5(path: Path) -> str:
-    """md5 of a file's bytes."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def differing_files(a: Path, b: Path) -> list[str]:
@@ -39,7 +31,7 @@ def differing_files(a: Path, b: Path) -> list[str]:
     return sorted(
         name
         for name in files_a | files_b
-        if name not in files_a or name not in files_b or file_md5(a / name) != file_md5(b / name)
+        if name not in files_a or name not in files_b or files_digest([a / name]) != files_digest([b / name])
     )
 
 

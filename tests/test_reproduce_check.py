@@ -9,6 +9,7 @@ re-runs nothing. A tiny project with a stage made nondeterministic on purpose sh
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +34,8 @@ TINY_DATA = {
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    path = f"{Path(sys.executable).parent}:{__import__('os').environ.get('PATH', '')}"
-    env = {**__import__("os").environ, "PATH": path, "DANCEBA_TRACKING": "off"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "DANCEBA_TRACKING": "off"}
     return subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True, check=False
     )
