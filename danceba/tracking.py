@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from danceba.cpu_kernels import kernels_in_use
 from danceba.tracking_store import configure_tracking, experiment_id, mlflow_client, retry_locked
 
 TRACKING_ENV = "DANCEBA_TRACKING"
@@ -328,6 +329,7 @@ def start_tags(
         "danceba.data_source": data_source or "unknown",
         "danceba.device": device or current_device(),
         "danceba.threads": str(torch_threads()),
+        **{f"danceba.cpu_kernels.{name}": value for name, value in kernels_in_use().items()},
         **library_versions(),
     }
 
