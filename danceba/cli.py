@@ -3,7 +3,8 @@
 ::
 
     danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
-                     [--seed N] [--temperature T] [--top-k K] [--greedy] [--genre gBR] [--tokens T.parquet]
+                     [--seed N] [--temperature T] [--top-k K] [--greedy] [--repeat-penalty P] [--genre gBR]
+                     [--tokens T.parquet]
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
     danceba lineage RUN_ID [--project-root DIR]
@@ -73,6 +74,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -125,7 +133,7 @@ def run_generate(args: argparse.Namespace) -> int:
         _note("note: pmmm='single' supports only exact decoding; using --decode exact")
         decode = "exact"
     mode = "greedy" if args.greedy else "sample"
-    sampling = SamplingConfig(mode, args.temperature, args.top_k, args.seed, decode)
+    sampling = SamplingConfig(mode, args.temperature, args.top_k, args.seed, decode, args.repeat_penalty)
     first = _first_codes(args, gpt.config.vocab_up)
     songs = match_music_width(songs, gpt.config.n_music)
     _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, seed {args.seed}")
@@ -326,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=_positive_float, default=1.0, help="softmax temperature" + default)
     gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the K likeliest codes")
     gen.add_argument("--greedy", action="store_true", help="top-1 codes, as the official sampler")
+    gen.add_argument(
+        "--repeat-penalty",
+        type=_non_negative_float,
+        default=0.0,
+        help="nats off the logit of the previous code, against a dancer that freezes" + default,
+    )
     gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
     gen.add_argument("--genre", help="genre code of the first codes, e.g. gBR (default: the most common)")
     gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")

@@ -30,7 +30,7 @@ from danceba.models.bailando_layout import joints_from_bailando_layout, to_baila
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.motion_tokens import token_arrays
-from danceba.strict_dataclass import NonNegativeInt, PositiveFloat, PositiveInt, SplitName
+from danceba.strict_dataclass import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SplitName
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,14 @@ class GenerateConfig:
     top_k: NonNegativeInt = 0
     seed: NonNegativeInt = 0
     decode: Literal["exact", "cached"] = "exact"
+    repeat_penalty: NonNegativeFloat = 0.0  # nats off the previous code's logit (0: the reference sampler)
     batch_size: PositiveInt = 16
     sample_videos: NonNegativeInt = 1  # MP4s (skeleton + music) of the first generated dances, for a look
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(self.mode, self.temperature, self.top_k or None, self.seed, self.decode)
+        return SamplingConfig(
+            self.mode, self.temperature, self.top_k or None, self.seed, self.decode, self.repeat_penalty
+        )
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,9 @@ class SamplingConfig:
     mode: ``greedy`` (top-1 of the softmax, as released) or ``sample`` (softmax of logits / temperature,
     restricted to the ``top_k`` largest logits when set, drawn with a ``torch.Generator`` seeded with
     ``seed``; up then down at every step). ``temperature``, ``top_k`` and ``seed`` are unused when greedy.
+    repeat_penalty: nats subtracted from the logit of each stream's previous code before choosing (0, the
+    reference, keeps the logits). Greedy decoding of the embedded model repeated the previous code at
+    71 % of steps against 50 % in the dances it learnt from, and the dancer froze.
     decode: ``exact`` (re-run the window at every step) or ``cached`` (incremental; see module docstring).
     """
 
@@ -72,6 +75,7 @@ class SamplingConfig:
     top_k: int | None = None
     seed: int = 0
     decode: Literal["exact", "cached"] = "exact"
+    repeat_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("greedy", "sample"):
@@ -86,6 +90,10 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig.top_k: expected None or an int >= 1, got {self.top_k!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"SamplingConfig.seed: expected an int, got {self.seed!r}")
+        if isinstance(self.repeat_penalty, bool) or not 0 <= self.repeat_penalty < float("inf"):
+            raise ValueError(
+                f"SamplingConfig.repeat_penalty: expected a finite number >= 0, got {self.repeat_penalty!r}"
+            )
 
 
 def context_window(model: CrossCondGPT) -> int:
@@ -155,8 +163,8 @@ def _decode(
         generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
     for k in range(steps):
         logits_up, logits_down = logits_at(k)
-        up[:, k + 1] = select_codes(logits_up, sampling, generator)
-        down[:, k + 1] = select_codes(logits_down, sampling, generator)
+        up[:, k + 1] = select_codes(penalise_repeat(logits_up, up[:, k], sampling), sampling, generator)
+        down[:, k + 1] = select_codes(penalise_repeat(logits_down, down[:, k], sampling), sampling, generator)
         if progress is not None:
             progress(k + 1)
     return up, down
@@ -184,6 +192,16 @@ def _cached_logits(decoder: IncrementalDecoder, up: Tensor, down: Tensor) -> Log
         return decoder.step(up[:, k], down[:, k])
 
     return logits_at
+
+
+def penalise_repeat(logits: Tensor, previous: Tensor, sampling: SamplingConfig) -> Tensor:
+    """logits (B, V) with ``sampling.repeat_penalty`` subtracted at each row's ``previous`` code (B,)."""
+    if sampling.repeat_penalty == 0:
+        return logits
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    penalised = logits.clone()
+    penalised[rows, previous] -= sampling.repeat_penalty
+    return penalised
 
 
 def select_codes(

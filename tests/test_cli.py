@@ -273,6 +273,8 @@ def test_generate_usage_errors(models, songs, tmp_path, capsys) -> None:
     assert generate(models, [songs["wav"]], tmp_path / "o", "--format", "npz,gif") == 2
     assert "npz,bvh,mp4" in capsys.readouterr().err
     assert generate(models, [songs["wav"]], tmp_path / "o", "--temperature", "0") == 2
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--repeat-penalty", "-1") == 2
+    assert "finite number >= 0" in capsys.readouterr().err
     assert generate(models, [songs["wav"], songs["wav"]], tmp_path / "o") == 2  # same output name twice
     assert "same output name" in capsys.readouterr().err
     assert files_under(tmp_path / "o") == []

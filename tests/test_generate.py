@@ -13,6 +13,7 @@ from danceba.generate import (
     SamplingConfig,
     context_window,
     generate_codes,
+    penalise_repeat,
     select_codes,
     trim_codes,
 )
@@ -206,6 +207,42 @@ def test_top_k_restricts_draws_to_the_k_largest_logits():
     draws = select_codes(logits, SamplingConfig(mode="sample", top_k=2, temperature=10.0), gen)
     assert set(draws.tolist()) == {1, 4}
     assert select_codes(logits[:1], SamplingConfig()).tolist() == [1]
+
+
+def test_repeat_penalty_lowers_only_the_previous_codes_logit():
+    logits = torch.tensor([[0.0, 5.0, 4.0], [1.0, 2.0, 3.0]])
+    previous = torch.tensor([1, 0])
+    penalised = penalise_repeat(logits, previous, SamplingConfig(repeat_penalty=2.0))
+    assert penalised.tolist() == [[0.0, 3.0, 4.0], [-1.0, 2.0, 3.0]]
+    assert logits.tolist() == [[0.0, 5.0, 4.0], [1.0, 2.0, 3.0]]  # the caller's logits are kept
+    assert penalise_repeat(logits, previous, SamplingConfig()) is logits
+    assert select_codes(penalised, SamplingConfig()).tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("decode", ["exact", "cached"])
+def test_a_large_repeat_penalty_never_repeats_and_zero_is_the_reference(decode):
+    model = make_model(CAUSAL["danceba_no_pre"])
+    song = make_song(length=2 * BLOCK)
+    reference = generate_codes(model, *song, sampling=SamplingConfig(decode=decode))
+    same = generate_codes(model, *song, sampling=SamplingConfig(decode=decode, repeat_penalty=0.0))
+    assert torch.equal(reference[0], same[0]) and torch.equal(reference[1], same[1])
+    assert any(bool((codes[:, 1:] == codes[:, :-1]).any()) for codes in reference)  # the test means something
+    up, down = generate_codes(model, *song, sampling=SamplingConfig(decode=decode, repeat_penalty=1e6))
+    for codes in (up, down):
+        assert not bool((codes[:, 1:] == codes[:, :-1]).any())
+
+
+def test_the_generate_stage_passes_its_repeat_penalty_to_the_sampler():
+    from danceba.dance_generation import GenerateConfig
+
+    assert GenerateConfig(repeat_penalty=1.5).sampling().repeat_penalty == 1.5
+    assert GenerateConfig().sampling() == SamplingConfig()  # the dataclass default is the reference sampler
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("inf"), float("nan"), True])
+def test_repeat_penalty_must_be_a_finite_number_at_least_zero(bad):
+    with pytest.raises(ValueError, match="repeat_penalty"):
+        SamplingConfig(repeat_penalty=bad)
 
 
 # ---------------------------------------------------------------- batching
