@@ -203,48 +203,48 @@ def run_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def read_official_state_dict(path: Path) -> dict:
-    """The tensors of an official checkpoint (a state dict, or a dict holding it under ``model`` /
-    ``state_dict``), read with ``weights_only=True``: a file holding other objects is refused."""
-    import torch
-
-    from danceba.train.checkpoint import CheckpointError, load_weights_only
+def read_official(path: Path):
+    """The weights, training config and epoch of an official checkpoint (``danceba.official_checkpoint``:
+    tensors, plain containers and the config's EasyDict as a plain mapping; anything else is refused)."""
+    from danceba.official_checkpoint import read_official_checkpoint
+    from danceba.train.checkpoint import CheckpointError
 
     try:
-        payload = load_weights_only(path)
+        return read_official_checkpoint(path)
     except CheckpointError as error:
         raise UsageError(str(error)) from error
-    while isinstance(payload, dict):
-        inner = next((payload[k] for k in ("model", "state_dict") if isinstance(payload.get(k), dict)), None)
-        if inner is None:
-            break
-        payload = inner
-    if not isinstance(payload, dict) or not payload:
-        raise UsageError(f"{path}: no state dict found (expected a dict of tensors, or one under 'model')")
-    others = [k for k, v in payload.items() if not isinstance(v, torch.Tensor)]
-    if others:
-        raise UsageError(f"{path}: the state dict holds non-tensor entries: {others[:5]}")
-    return payload
 
 
-def _gpt_config(stack: str, config_from: Path | None, faithful: bool):
+def _gpt_config(stack: str, config_from: Path | None, faithful: bool, official=None):
+    """The GPT to load the weights into: ``--config-from`` (a params.yaml or a YAML/JSON of GPTConfig
+    fields), else the config saved in the official checkpoint, else the paper's defaults."""
     import yaml
 
     from danceba.models.gpt import GPTConfig
+    from danceba.official_checkpoint import gpt_fields
     from danceba.strict_dataclass import build_dataclass
+    from danceba.train.checkpoint import CheckpointError
 
-    if config_from is None:
-        return GPTConfig(stack=stack, faithful=faithful)
-    try:
-        text = config_from.read_text(encoding="utf-8")
-        mapping = json.loads(text) if config_from.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise UsageError(f"{config_from}: cannot read a YAML/JSON config ({error})") from error
-    where = config_from.name
-    if isinstance(mapping, dict) and "train_gpt" in mapping:  # a params.yaml
-        mapping, where = (mapping["train_gpt"] or {}).get("model", {}), f"{where}: train_gpt.model"
-    if not isinstance(mapping, dict):
-        raise UsageError(f"{config_from}: expected a mapping of GPTConfig fields")
+    if config_from is None and official is not None and official.config is not None:
+        where = f"{official.path}: config"
+        try:
+            mapping = gpt_fields(official.config, where)
+        except CheckpointError as error:
+            raise UsageError(str(error)) from error
+        _note(f"GPT config from the checkpoint's structure_generate: {mapping}")
+    elif config_from is None:
+        return replace(GPTConfig(stack=stack), faithful=faithful)
+    else:
+        try:
+            text = config_from.read_text(encoding="utf-8")
+            mapping = json.loads(text) if config_from.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            raise UsageError(f"{config_from}: cannot read a YAML/JSON config ({error})") from error
+        where = config_from.name
+        if isinstance(mapping, dict) and "train_gpt" in mapping:  # a params.yaml
+            mapping, where = (mapping["train_gpt"] or {}).get("model", {}), f"{where}: train_gpt.model"
+        if not isinstance(mapping, dict):
+            raise UsageError(f"{config_from}: expected a mapping of GPTConfig fields")
     config = build_dataclass(GPTConfig, {**mapping, "stack": stack}, where)
     return replace(config, faithful=True) if faithful else config
 
@@ -264,8 +264,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.force:
         raise UsageError(f"{args.out}: exists; pass --force to replace it")
-    official = read_official_state_dict(args.official)
-    config = _gpt_config(args.stack, args.config_from, args.faithful)
+    checkpoint = read_official(args.official)
+    official = checkpoint.state_dict
+    config = _gpt_config(args.stack, args.config_from, args.faithful, checkpoint)
     mapped = official_state_dict(official, args.stack)
     dropped = len(official) - len(mapped)
     model = build_gpt(config)
@@ -292,6 +293,8 @@ def run_convert(args: argparse.Namespace) -> int:
             f"(first: {result.missing_keys[0]}); nothing written (--allow-missing keeps their initial values)"
         )
     provenance = {"converted_from": str(args.official), "sha256": _sha256(args.official), "stack": args.stack}
+    if checkpoint.epoch is not None:
+        provenance["epoch"] = checkpoint.epoch
     metrics = {"missing_keys": len(result.missing_keys), "unexpected_keys": len(result.unexpected_keys)}
     export_gpt(args.out, model, config, metrics, provenance)
     print(f"wrote {args.out} ({model.num_parameters()} parameters, {args.stack} stack)")

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 import soundfile
 import torch
+from easydict import EasyDict
 
 from danceba import tables
 from danceba.cli import main
@@ -25,6 +26,7 @@ from danceba.lineage import LineageLink, ProducerRun
 from danceba.models.gpt import GPTConfig, build_gpt
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig
 from danceba.skeleton import forward_kinematics
+from danceba.train.checkpoint import load_weights_only
 from danceba.train.gpt_training import export_gpt, load_gpt
 from danceba.train.vqvae_training import export_vqvae
 
@@ -391,6 +393,95 @@ def test_convert_checkpoint_round_trip_reports_unmatched_keys(tmp_path, capsys, 
     assert converted.keys() == state.keys()
     assert all(torch.equal(converted[k], state[k]) for k in state)
     assert main([*args, "--config-from", str(tmp_path / "tiny.json")]) == 2  # never silently overwritten
+
+
+def official_training_config(config: GPTConfig) -> EasyDict:
+    """The official trainer's config (an EasyDict of its YAML), with this GPT's structure."""
+    base = {
+        "embd_pdrop": config.embd_pdrop,
+        "resid_pdrop": config.resid_pdrop,
+        "attn_pdrop": config.attn_pdrop,
+        "vocab_size_up": config.vocab_up,
+        "vocab_size_down": config.vocab_down,
+        "block_size": config.block_size,
+        "n_layer": config.n_layer_base,
+        "n_head": config.n_head,
+        "n_embd": config.n_embd,
+        "n_music": config.n_music,
+        "n_music_emb": config.n_embd,
+    }
+    head = {**base, "n_layer": config.n_layer_head, "vocab_size": config.vocab_up}
+    return EasyDict(
+        {
+            "structure_generate": {
+                "name": "CrossCondGPT2",
+                "block_size": config.block_size,
+                "base": base,
+                "head": head,
+            },
+            "optimizer": {"type": "Adam", "kwargs": {"lr": 0.0003, "betas": [0.5, 0.999]}},
+            "batch_size": 32,
+            "need_not_train_data": True,
+        }
+    )
+
+
+@pytest.mark.parametrize("stack", ["danceba", "bailando"])
+def test_convert_checkpoint_reads_a_file_saved_the_official_way(tmp_path, capsys, stack) -> None:
+    """``{'model': state_dict, 'config': EasyDict, 'epoch': n}``: the config builds the matching GPT."""
+    config = GPTConfig(
+        stack=stack,
+        n_embd=16,
+        n_head=2,
+        n_layer_base=1,
+        n_layer_head=2,
+        block_size=8,
+        vocab_up=24,
+        vocab_down=20,
+    )
+    torch.manual_seed(2)
+    state = build_gpt(config).state_dict()
+    torch.save(
+        {"model": official_layout(state, stack), "config": official_training_config(config), "epoch": 300},
+        tmp_path / "epoch_300.pt",
+    )
+    args = ["convert-checkpoint", str(tmp_path / "epoch_300.pt"), str(tmp_path / "ours.pt"), "--stack", stack]
+    assert main(args) == 0
+    assert "GPT config from the checkpoint's structure_generate" in capsys.readouterr().err
+    converted = load_gpt(tmp_path / "ours.pt")
+    assert converted.config == config
+    assert all(torch.equal(converted.state_dict()[k], state[k]) for k in state)
+    assert load_weights_only(tmp_path / "ours.pt")["provenance"]["epoch"] == 300
+
+
+def test_convert_checkpoint_admits_only_the_easydict_config(tmp_path, capsys) -> None:
+    config = GPTConfig(stack="bailando", n_embd=16, n_head=2, n_layer_base=1, n_layer_head=1, block_size=8)
+    state = official_layout(build_gpt(config).state_dict(), "bailando")
+    hostile = official_training_config(config)
+    hostile.data_root = Path("/etc")  # any other object inside the config stays refused
+    torch.save({"model": state, "config": hostile, "epoch": 1}, tmp_path / "hostile.pt")
+    assert (
+        main(
+            [
+                "convert-checkpoint",
+                str(tmp_path / "hostile.pt"),
+                str(tmp_path / "a.pt"),
+                "--stack",
+                "bailando",
+            ]
+        )
+        == 2
+    )
+    assert "non-tensor objects" in capsys.readouterr().err
+    odd = official_training_config(config)
+    odd.structure_generate.base.n_music_emb = 32
+    torch.save({"model": state, "config": odd, "epoch": 1}, tmp_path / "odd.pt")
+    assert (
+        main(["convert-checkpoint", str(tmp_path / "odd.pt"), str(tmp_path / "b.pt"), "--stack", "bailando"])
+        == 2
+    )
+    assert "n_music_emb 32 differs from n_embd 16" in capsys.readouterr().err
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()
 
 
 def test_convert_checkpoint_refuses_pickled_objects_and_missing_weights(tmp_path, capsys) -> None:
