@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from danceba.data.aistpp import music_tempo_bpm
+from danceba.data.aistpp import FPS, music_tempo_bpm
+from danceba.floor import place_on_floor
 from danceba.generate import SamplingConfig, generate_codes, trim_codes
 from danceba.models.bailando_layout import joints_from_bailando_layout, to_bailando_layout
 from danceba.models.gpt import CrossCondGPT
@@ -91,10 +92,11 @@ def genre_first_codes(tokens: Path) -> dict[str, tuple[int, int]]:
 
 @torch.inference_mode()
 def codes_to_joints(vqvae: SepVQVAER, up: torch.Tensor, down: torch.Tensor) -> np.ndarray:
-    """(N,) up and down codes -> (8·N, 24, 3) float32 joints, root integrated from its decoded velocity."""
+    """(N,) up and down codes -> (8·N, 24, 3) float32 joints at 60 fps: the root integrated from its
+    decoded velocity, then the height kept on the floor (``danceba.floor``)."""
     device = next(vqvae.parameters()).device
     x72 = vqvae.decode(up.to(device)[None], down.to(device)[None])[0]
-    return joints_from_bailando_layout(x72, root_is_velocity=True).float().cpu().numpy()
+    return place_on_floor(joints_from_bailando_layout(x72, root_is_velocity=True).float().cpu().numpy(), FPS)
 
 
 def generate_dances(
@@ -138,7 +140,7 @@ def reconstruct_joints(vqvae: SepVQVAER, joints: np.ndarray) -> np.ndarray:
 
     The whole sequence (cut to a multiple of the VQ-VAE's hop, 8) is encoded at once, as ``tokenize``
     encodes its windows (Bailando layout, root channels zeroed by the encoder), then decoded by
-    :func:`codes_to_joints` (root integrated from the decoded velocity, starting at the origin)."""
+    :func:`codes_to_joints` (root integrated from the decoded velocity, height on the floor)."""
     joints = np.asarray(joints, dtype=np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (24, 3):
         raise ValueError(f"reconstruction: joints must be (T, 24, 3), got {joints.shape}")

@@ -15,6 +15,7 @@ from danceba.dance_generation import (
     sham_music_songs,
 )
 from danceba.data.aistpp import music_tempo_bpm
+from danceba.floor import FLOOR_JOINT_HEIGHT_M
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig
 
 TINY_VQVAE = VQVAEConfig(width=16, depth=1, emb_width=16, l_bins=16)
@@ -71,7 +72,8 @@ def test_reconstruction_has_the_ground_truth_s_length_cut_to_the_hop(vqvae: SepV
     joints = np.random.default_rng(0).normal(size=(70, 24, 3)).astype(np.float32)
     out = reconstruct_joints(vqvae, joints)
     assert out.shape == (64, 24, 3) and out.dtype == np.float32 and np.isfinite(out).all()
-    np.testing.assert_allclose(out[0, 0], 0.0)  # root integrated from the decoded velocity, from 0
+    np.testing.assert_allclose(out[0, 0, [0, 2]], 0.0)  # root integrated from the decoded velocity, from 0
+    assert abs(float(out[:, :, 1].min()) - FLOOR_JOINT_HEIGHT_M) < 1e-5  # and its height on the floor
     both = reconstruction_dances(vqvae, {"b": joints[:16], "a": joints})
     assert list(both) == ["a", "b"] and both["b"].shape == (16, 24, 3)
     np.testing.assert_array_equal(both["a"], out)
