@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python -m bench.bench_mamba_scan --out bench/out/mamba_scan.json
 	$(BIN)/python -m bench.bench_generate --size small --threads 1 --out bench/out/generate.json
 	$(BIN)/python -m bench.bench_train --out bench/out/train.json
+	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_long_song --minutes 5 --out bench/out/long_song.json || echo "bench_long_song: skipped (run make run first: it needs data/models)"
 
 # Seed sweep (Prefect flow; each seed a DVC experiment and an MLflow child run).
 sweep: SEEDS ?= 5
