@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import soundfile
 
 from danceba.atomic import write_text_atomic
 from danceba.data.mini_music import synthesize_music
+from danceba.data.windows import load_joints, sequences_in_splits
 from danceba.long_dance import frame_jump_percentile, segment_stats, segment_table
 
 FPS = 60
@@ -33,17 +33,7 @@ SAMPLE_RATE = 30720
 
 def training_motions(joints: Path, sequences: Path) -> list[np.ndarray]:
     """The train split's joints (T, 24, 3) of the project's tables."""
-    names = {
-        row["sequence"]
-        for row in pq.read_table(sequences, columns=["sequence", "split"]).to_pylist()
-        if row["split"] == "train"
-    }
-    table = pq.read_table(joints).to_pandas()
-    return [
-        np.stack(group.sort_values("frame")["joints"].to_numpy()).reshape(-1, 24, 3)
-        for name, group in table.groupby("sequence")
-        if name in names
-    ]
+    return list(load_joints(joints, sequences_in_splits(sequences, ["train"])).values())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
+from danceba.physical_metrics import UP_AXIS
+
 FLOOR_JOINT_HEIGHT_M = 0.02  # the lowest joint's resting height in the training motions (mini data: 0.02)
 FLOOR_WINDOW_S = 2.0  # the correction changes over this span; moves shorter than it are kept
-UP_AXIS = 1  # y-up, as the SMPL joints here
 
 
 def floor_offset(joints: np.ndarray, fps: float, window_s: float = FLOOR_WINDOW_S) -> np.ndarray:

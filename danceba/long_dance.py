@@ -14,12 +14,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from danceba.physical_metrics import FOOT_JOINTS
+from danceba.physical_metrics import FOOT_JOINTS, HORIZONTAL_AXES, UP_AXIS
 
 SEGMENT_S = 20.0
 CONTACT_SPEED_M_S = 0.1  # a foot joint slower than this touches the floor
-UP_AXIS = 1
-HORIZONTAL_AXES = (0, 2)
 ROOT = 0
 
 
@@ -37,19 +35,19 @@ class SegmentStats:
     max_frame_jump_m: float  # largest joint displacement between consecutive frames in the segment
 
 
-def joint_speeds(joints: np.ndarray, fps: float) -> np.ndarray:
-    """(T, J, 3) -> (T - 1, J) joint speeds in m/s."""
-    return np.linalg.norm(np.diff(joints, axis=0), axis=-1) * fps
+def frame_displacements(joints: np.ndarray) -> np.ndarray:
+    """(T, J, 3) -> (T - 1, J) distance (m) each joint moves between consecutive frames."""
+    return np.linalg.norm(np.diff(joints, axis=0), axis=-1)
 
 
 def max_frame_jump(joints: np.ndarray) -> float:
     """The largest displacement (m) of any joint between two consecutive frames of (T, J, 3)."""
-    return float(np.linalg.norm(np.diff(joints, axis=0), axis=-1).max()) if len(joints) > 1 else 0.0
+    return float(frame_displacements(joints).max()) if len(joints) > 1 else 0.0
 
 
 def frame_jump_percentile(motions: Iterable[np.ndarray], percentile: float = 99.9) -> float:
     """The ``percentile`` of per-frame maximum joint displacements over the given motions (m)."""
-    jumps = [np.linalg.norm(np.diff(m, axis=0), axis=-1).max(axis=1) for m in motions if len(m) > 1]
+    jumps = [frame_displacements(m).max(axis=1) for m in motions if len(m) > 1]
     if not jumps:
         raise ValueError("frame_jump_percentile: no motion with two frames or more")
     return float(np.percentile(np.concatenate(jumps), percentile))
@@ -70,7 +68,7 @@ def segment_stats(joints: np.ndarray, fps: float, segment_s: float = SEGMENT_S) 
     out: list[SegmentStats] = []
     for start, stop in zip(starts, bounds, strict=True):
         part = joints[start:stop]
-        speeds = joint_speeds(part, fps)
+        speeds = frame_displacements(part) * fps  # (T - 1, J) m/s
         feet = part[1:, FOOT_JOINTS, UP_AXIS]
         touching = speeds[:, FOOT_JOINTS] < CONTACT_SPEED_M_S
         root = part[:, ROOT]
