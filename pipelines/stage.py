@@ -94,9 +94,9 @@ def tracked(
     )
 
 
-def export_provenance(args: argparse.Namespace, inputs: Sequence[Path]) -> dict[str, Any]:
+def export_provenance(args: argparse.Namespace, inputs: Sequence[Path], stage_module: str) -> dict[str, Any]:
     """What a model export records about its origin, all determined by its inputs: the DVC hash of
-    every input (keyed as in dvc.yaml) and the code digest. Run ids, times and git state stay in MLflow,
+    every input (keyed as in dvc.yaml) and the digest of the code ``stage_module`` can run. Run ids, times and git state stay in MLflow,
     so re-running an unchanged stage writes the same bytes."""
     from danceba.provenance import code_digest
     from danceba.tracking import dvc_hash, path_key
@@ -104,7 +104,7 @@ def export_provenance(args: argparse.Namespace, inputs: Sequence[Path]) -> dict[
     root = Path(args.params).resolve().parent
     return {
         "inputs": {path_key(path, root): dvc_hash(Path(path)) for path in inputs},
-        "code": code_digest(),
+        "code": code_digest(stage_module),
     }
 
 

@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             log.info("GPT: val CE %.3f nats (uniform %.3f)", metrics["final_val_ce"], metrics["uniform_ce"])
             if is_main_process():
-                export_gpt(args.model_out, model, config.model, metrics, export_provenance(args, inputs))
+                export_gpt(
+                    args.model_out,
+                    model,
+                    config.model,
+                    metrics,
+                    export_provenance(args, inputs, "pipelines.train_gpt"),
+                )
                 write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
                 run.log_metrics(dict(numeric_leaves(metrics)))
                 run.log_artifact(args.reports)

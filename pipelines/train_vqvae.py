@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     result.model,
                     config.model,
                     result.metrics,
-                    export_provenance(args, inputs),
+                    export_provenance(args, inputs, "pipelines.train_vqvae"),
                 )
                 write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
                 run.log_metrics(dict(numeric_leaves(result.metrics)))

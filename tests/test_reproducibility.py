@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from danceba.config import ComputeConfig, ConfigError, load_params
-from danceba.provenance import code_digest
+from danceba.provenance import code_digest, import_closure
 from danceba.train.checkpoint import save_checkpoint
 from pipelines.flows import fitting_jobs
 from pipelines.stage import stage_threads
@@ -32,21 +32,48 @@ def test_a_checkpoint_is_the_same_bytes_whatever_its_file_name(tmp_path: Path) -
     assert md5(changed) != md5(first)
 
 
-def test_code_digest_follows_every_source_file_of_the_packages(tmp_path: Path, monkeypatch) -> None:
+def test_code_digest_follows_the_code_the_entry_module_can_import(tmp_path: Path, monkeypatch) -> None:
     package = tmp_path / "fakepkg"
     (package / "sub").mkdir(parents=True)
     (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
     (package / "sub" / "model.py").write_text("SCALE = 1.0\n")
+    (package / "sub" / "lazy.py").write_text("X = 1\n")
+    (package / "stage.py").write_text(
+        "from fakepkg.sub.model import SCALE\n\ndef run():\n    from .sub import lazy\n    return lazy.X\n"
+    )
+    (package / "viewer.py").write_text("import fakepkg.stage\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    before = code_digest(("fakepkg",))
-    assert code_digest(("fakepkg",)) == before
-    (package / "sub" / "model.py").write_text("SCALE = 0.5\n")
-    assert code_digest(("fakepkg",)) != before
-    (package / "sub" / "model.py").write_text("SCALE = 1.0\n")
-    assert code_digest(("fakepkg",)) == before
-    (package / "sub" / "extra.py").write_text("")
-    assert code_digest(("fakepkg",)) != before
+
+    def digest() -> str:
+        return code_digest("fakepkg.stage", ("fakepkg",))
+
+    before = digest()
+    assert digest() == before
+    for path, changed in [
+        ("sub/model.py", "SCALE = 0.5\n"),  # imported at the top
+        ("sub/lazy.py", "X = 2\n"),  # imported inside a function, relative
+        ("sub/__init__.py", "Y = 0\n"),  # a package the import runs on the way
+    ]:
+        original = (package / path).read_text()
+        (package / path).write_text(changed)
+        assert digest() != before, path
+        (package / path).write_text(original)
+        assert digest() == before
+    (package / "viewer.py").write_text(
+        "import fakepkg.stage\nZ = 3\n"
+    )  # imports the stage, not imported by it
+    (package / "sub" / "unused.py").write_text("")
+    assert digest() == before
+    with pytest.raises(ModuleNotFoundError, match=r"fakepkg\.nothing"):
+        code_digest("fakepkg.nothing", ("fakepkg",))
     sys.modules.pop("fakepkg", None)
+
+
+def test_the_training_stages_digest_leaves_out_the_modules_they_cannot_run() -> None:
+    closure = import_closure("pipelines.train_gpt")
+    assert {"pipelines.train_gpt", "danceba.models.gpt", "danceba.train.loop", "pipelines"} <= set(closure)
+    assert not {"danceba.cli", "danceba.long_dance", "danceba.ablation"} & set(closure)
 
 
 def test_compute_threads_is_validated_and_set_by_every_stage(tmp_path: Path) -> None:

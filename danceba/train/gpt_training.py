@@ -193,7 +193,7 @@ def train_gpt(
     if config.model.music_norm:
         model.gpt_base.set_music_statistics(*music_statistics(train_data))
     run_dir = Path(run_root) / config_digest(
-        {"config": config, "data": files_digest([tokens, music_7p5fps]), "code": code_digest()}
+        {"config": config, "data": files_digest([tokens, music_7p5fps]), "code": code_digest(__name__)}
     )
     log.info(
         "GPT (%s stack): %d parameters; %d training windows; run folder %s",

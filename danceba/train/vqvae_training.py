@@ -137,7 +137,7 @@ def train_vqvae(
     eval_names = sequences_in_splits(sequences, config.eval_splits)
     train_joints, eval_joints = load_joints(joints, train_names), load_joints(joints, eval_names)
     run_dir = Path(run_root) / config_digest(
-        {"config": config, "data": files_digest([joints, sequences]), "code": code_digest()}
+        {"config": config, "data": files_digest([joints, sequences]), "code": code_digest(__name__)}
     )
     log.info(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
