@@ -6,6 +6,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 STAMP := $(VENV)/.installed
+PLAYER := danceba/player
+PLAYER_STAMP := $(PLAYER)/node_modules/.installed
 
 # Offline, quiet, fast (see ../shared/ecosystem-notes.md).
 export PATH := $(BIN):$(PATH)
@@ -24,9 +26,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CONFIG ?= embedded
 JOBS_ARG = $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: setup run test lint format bench sweep ablation reproduce-check ui config clean
+.PHONY: setup run test lint format bench sweep ablation reproduce-check ui config clean browser player-screenshot gpu-check gpu-deps
 
-setup: $(STAMP)
+setup: $(STAMP) $(PLAYER_STAMP)
 
 # Idempotent: reinstalls only when the lock file or pyproject.toml changed.
 $(STAMP): requirements-lock.txt pyproject.toml
@@ -34,6 +36,25 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements-lock.txt 2> >(grep -v "is ignored: it is neither" >&2)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $(STAMP)
+
+# three.js for `danceba view`, exactly as danceba/player/package-lock.json pins it (nothing is fetched at run time).
+$(PLAYER_STAMP): $(PLAYER)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(PLAYER) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "make setup: npm not found; \`danceba view\` needs $(PLAYER)/node_modules (install Node.js and npm, then make setup)"; \
+	fi
+
+# Debian's chromium for the headless-browser tests of tests/test_viewer.py (skipped, with the reason, without it).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: installing Debian's chromium with apt-get"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+			|| echo "make browser: apt-get could not install chromium; the browser tests will be skipped"; \
+	else \
+		echo "make browser: /usr/bin/chromium is absent and cannot be installed (needs root and apt-get); the browser tests will be skipped"; \
+	fi
 
 run: setup
 	$(BIN)/dvc repro
@@ -46,8 +67,12 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# docs/player.png: `danceba view data/generated/model data/generated/random_codes` in headless chromium (after make run).
+player-screenshot: setup browser
+	$(BIN)/python -m tests.test_viewer docs/player.png data/generated/model data/generated/random_codes
 
 bench: setup
 	mkdir -p bench/out
@@ -57,6 +82,19 @@ bench: setup
 	$(BIN)/python -m bench.bench_generate --size small --threads 1 --out bench/out/generate.json
 	$(BIN)/python -m bench.bench_train --out bench/out/train.json
 	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_long_song --minutes 5 --out bench/out/long_song.json || echo "bench_long_song: skipped (run make run first: it needs data/models)"
+
+# One prepared GPU check (bench/gpu_check.py: parity of every CUDA path, paper-size steps, generation, a
+# short training run; one JSON). For a CUDA machine with PyTorch and Triton and no network: no venv, the
+# system python3 (GPU_PYTHON), and mambapy, the one model dependency such images lack (pure Python), from
+# .gpu_deps/ (`make gpu-deps` first, where pip reaches the index, and bring the folder along).
+# On CPU: `make gpu-check GPU_CHECK_ARGS=--dry-run` (tiny sizes, seconds; tests/test_gpu_check.py runs it).
+GPU_PYTHON ?= python3
+gpu-check:
+	mkdir -p bench/out
+	PYTHONPATH=$(CURDIR)/.gpu_deps:$(CURDIR) $(GPU_PYTHON) -m bench.gpu_check --out bench/out/gpu_check.json $(GPU_CHECK_ARGS)
+
+gpu-deps:
+	$(PYTHON) -m pip install --quiet --no-deps --target .gpu_deps mambapy==1.2.0
 
 # Seed sweep (Prefect flow; each seed a DVC experiment and an MLflow child run).
 sweep: SEEDS ?= 5
@@ -78,9 +116,15 @@ reproduce-check: setup
 ui: setup
 	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
+# The DVC metrics one per line (danceba/metrics_view.py; `dvc metrics show` prints one very wide row per
+# file). GREP=regex keeps matching keys, e.g. make metrics GREP='bailando\.model\.(bas|fid_k)$'
+.PHONY: metrics
+metrics: setup
+	$(BIN)/python -m danceba.metrics_view $(if $(GREP),--grep '$(GREP)')
+
 # Switch params.yaml to a named configuration in configs/ (embedded | paper).
 config: setup
 	$(BIN)/python -m danceba.configs $(CONFIG)
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache $(PLAYER)/node_modules

@@ -8,6 +8,7 @@
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
     danceba lineage RUN_ID [--project-root DIR]
+    danceba view [PATH ...] [--music PATH] [--ground-truth data/joints.parquet] [--port N] [--open]
     danceba --version
 
 Bad input (an unreadable, silent or too short song, a checkpoint of the wrong kind or architecture, a
@@ -50,7 +51,10 @@ def _is_input_error(error: BaseException) -> bool:
 
 
 def _note(message: str) -> None:
-    print(f"danceba: {message}", file=sys.stderr)
+    """One line on stderr, above any progress bar being drawn (never on its line)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"danceba: {message}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,6 +319,46 @@ def run_lineage(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# view
+# ----------------------------------------------------------------------------------------------
+
+
+def run_view(args: argparse.Namespace) -> int:
+    """Serve the browser player on 127.0.0.1 until Ctrl-C (``danceba.viewer``)."""
+    import webbrowser
+
+    from danceba import viewer
+
+    paths = args.paths or ([] if args.ground_truth else viewer.default_paths())
+    if not paths and args.ground_truth is None:
+        raise UsageError(
+            "nothing to show: name folders of .npz dances or .npz/.bvh files (no data/generated)"
+        )
+    catalog = viewer.Catalog(
+        viewer.find_tracks(paths, args.ground_truth), viewer.music_search_paths(args.music)
+    )
+    viewer.check_player_installed()
+    try:
+        server = viewer.ViewerServer(catalog, args.port)
+    except OSError as error:
+        raise UsageError(f"127.0.0.1:{args.port}: cannot serve there ({error.strerror or error})") from error
+    for warning in catalog.warnings():
+        _note(f"warning: {warning}")
+    labels = ", ".join(track.label for track in catalog.tracks)
+    _note(f"{len(catalog.pieces())} piece(s) from {len(catalog.tracks)} track(s) ({labels}); Ctrl-C stops")
+    print(server.url, flush=True)
+    if args.open:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _note("stopped")
+    finally:
+        server.server_close()
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # parser and entry point
 # ----------------------------------------------------------------------------------------------
 
@@ -390,11 +434,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--against", choices=("workspace", "lock"), default="workspace", help="default: %(default)s"
     )
     lin.set_defaults(run=run_lineage)
+
+    view = commands.add_parser("view", help="watch dances with their music in the browser (127.0.0.1)")
+    view.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="folders of <piece>.npz (one track each, side by side), .npz or .bvh files "
+        "(default: the folders of data/generated)",
+    )
+    view.add_argument(
+        "--music",
+        action="append",
+        type=Path,
+        metavar="PATH",
+        help="audio file or folder, matched to a piece's music_id by stem (wav, mp3, ogg, flac, m4a; "
+        "repeatable; data/raw/wavs and the dances' folders are searched after)",
+    )
+    view.add_argument(
+        "--ground-truth", type=Path, default=None, help="joints table (data/joints.parquet) as one more track"
+    )
+    view.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    view.add_argument(
+        "--open", action=argparse.BooleanOptionalAction, default=False, help="open the page in a browser"
+    )
+    view.set_defaults(run=run_view)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return the exit status (0 ok, 2 bad usage or input)."""
+    from danceba.progress import configure_logging
+
+    configure_logging(fmt="danceba: %(message)s", logger="danceba")
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, --version, usage errors

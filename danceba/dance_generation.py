@@ -13,11 +13,12 @@ piece with the music of another song: does the model listen?).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +32,10 @@ from danceba.models.bailando_layout import joints_from_bailando_layout, to_baila
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.motion_tokens import token_arrays
+from danceba.progress import progress_bar
 from danceba.strict_dataclass import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SplitName
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,23 +106,50 @@ def codes_to_joints(vqvae: SepVQVAER, up: torch.Tensor, down: torch.Tensor) -> n
 def generate_dances(
     gpt: CrossCondGPT, vqvae: SepVQVAER, songs: Sequence[Song], sampling: SamplingConfig, batch_size: int = 16
 ) -> dict[str, np.ndarray]:
-    """{song name: (T, 24, 3) joints} for every song, generated in batches of ``batch_size`` songs."""
+    """{song name: (T, 24, 3) joints} for every song, generated in batches of ``batch_size`` songs.
+
+    Progress on stderr: one bar over every batch's decoding steps, named after the batch being
+    generated, and a log line per finished song (``danceba.progress``: lines never tear the bar)."""
     device = next(gpt.parameters()).device
+    batches = [songs[start : start + batch_size] for start in range(0, len(songs), batch_size)]
+    steps = sum(max((len(s.music_7p5fps) - 1 for s in batch), default=0) for batch in batches)
+    dances: dict[str, np.ndarray] = {}
+    with progress_bar(total=steps, desc="generate", unit="code") as bar:
+        for number, batch in enumerate(batches, start=1):
+            bar.set_description(f"generate {_batch_label(batch)} ({number}/{len(batches)})")
+            dances.update(_generate_batch(gpt, vqvae, batch, sampling, device, bar))
+    return dances
+
+
+def _batch_label(batch: Sequence[Song]) -> str:
+    return batch[0].name if len(batch) == 1 else f"{batch[0].name} +{len(batch) - 1}"
+
+
+def _generate_batch(
+    gpt: CrossCondGPT,
+    vqvae: SepVQVAER,
+    batch: Sequence[Song],
+    sampling: SamplingConfig,
+    device: torch.device,
+    bar: Any,
+) -> dict[str, np.ndarray]:
+    """One batch of songs through the GPT (``bar`` advanced by one per decoding step) and the VQ-VAE."""
+    conditions = [torch.as_tensor(s.music_7p5fps[1:], dtype=torch.float32) for s in batch]
+    lengths = [len(c) for c in conditions]
+    if min(lengths) < 1:
+        raise ValueError(
+            f"{batch[lengths.index(min(lengths))].name}: music too short (needs 2 frames at 7.5 fps)"
+        )
+    music = torch.nn.utils.rnn.pad_sequence(conditions, batch_first=True).to(device)
+    first_up = torch.tensor([[s.first_up] for s in batch], device=device)
+    first_down = torch.tensor([[s.first_down] for s in batch], device=device)
+    up, down = generate_codes(
+        gpt, music, first_up, first_down, lengths, sampling, progress=lambda _done: bar.update(1)
+    )
     dances = {}
-    for start in range(0, len(songs), batch_size):
-        batch = songs[start : start + batch_size]
-        conditions = [torch.as_tensor(s.music_7p5fps[1:], dtype=torch.float32) for s in batch]
-        lengths = [len(c) for c in conditions]
-        if min(lengths) < 1:
-            raise ValueError(
-                f"{batch[lengths.index(min(lengths))].name}: music too short (needs 2 frames at 7.5 fps)"
-            )
-        music = torch.nn.utils.rnn.pad_sequence(conditions, batch_first=True).to(device)
-        first_up = torch.tensor([[s.first_up] for s in batch], device=device)
-        first_down = torch.tensor([[s.first_down] for s in batch], device=device)
-        up, down = generate_codes(gpt, music, first_up, first_down, lengths, sampling)
-        for song, (u, d) in zip(batch, trim_codes(up, down, lengths), strict=True):
-            dances[song.name] = codes_to_joints(vqvae, u, d)
+    for song, (u, d) in zip(batch, trim_codes(up, down, lengths), strict=True):
+        dances[song.name] = codes_to_joints(vqvae, u, d)
+        log.info("%s: %.1f s of dance (%d codes)", song.name, len(dances[song.name]) / FPS, len(u))
     return dances
 
 

@@ -7,7 +7,8 @@ and output path, its DVC hash (``dvc.in.<path>`` / ``dvc.out.<path>``: the md5 D
 
 The store (default ``sqlite:///<project>/mlflow.db``, ``MLFLOW_TRACKING_URI`` to point it elsewhere),
 its creation and the retries on a locked SQLite file live in :mod:`danceba.tracking_store`.
-``DANCEBA_TRACKING=off`` turns every call into a no-op.
+``DANCEBA_TRACKING=off`` turns every call into a no-op. Every input is also logged as an MLflow dataset
+and a stage can log its model with a signature (:mod:`danceba.tracking_models`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from danceba.cpu_kernels import kernels_in_use
+from danceba.tracking_models import log_input_datasets
 from danceba.tracking_store import configure_tracking, experiment_id, mlflow_client, retry_locked
 
 TRACKING_ENV = "DANCEBA_TRACKING"
@@ -216,9 +218,12 @@ def parent_run_id() -> str | None:
 class StageRun:
     """The MLflow run of one stage; every write retries on ``database is locked``."""
 
-    def __init__(self, client: Any, run: Any, stage: str, lineage: Mapping[str, str]) -> None:
-        self.client, self.stage = client, stage
+    def __init__(
+        self, client: Any, run: Any, stage: str, lineage: Mapping[str, str], tracking_uri: str | None = None
+    ) -> None:
+        self.client, self.stage, self.tracking_uri = client, stage, tracking_uri
         self.run_id: str | None = run.info.run_id
+        self.experiment_id: str = run.info.experiment_id
         self.artifact_uri: str = run.info.artifact_uri
         self.lineage: dict[str, str] = {"mlflow.run_id": run.info.run_id, **lineage}
 
@@ -275,6 +280,21 @@ class StageRun:
         )
         return str(version.version)
 
+    def log_model(self, model: Any, name: str, signature: Any) -> str | None:
+        """Log ``model`` the MLflow way (``mlflow.pytorch.log_model`` with ``signature``, see
+        :mod:`danceba.tracking_models`) under ``name``; return its model URI."""
+        from danceba.tracking_models import log_torch_model
+
+        if self.tracking_uri is None:
+            raise ValueError(f"run {self.run_id}: no tracking URI to log model {name!r} to")
+        metadata = {
+            "danceba.stage": self.stage,
+            **{k: v for k, v in self.lineage.items() if k.startswith(DVC_IN)},
+        }
+        return log_torch_model(
+            self.tracking_uri, self.run_id, self.experiment_id, model, name, signature, metadata
+        )
+
     def _latest_version(self, name: str) -> Any | None:
         """The highest version of registered model ``name`` (None when there is none)."""
         versions = retry_locked(self.client.search_model_versions, f"name = '{name}'")
@@ -302,6 +322,10 @@ class NullStageRun:
 
     def register_model(self, checkpoint_path: str | os.PathLike[str], name: str) -> str | None:
         """Do nothing; no version."""
+        return None
+
+    def log_model(self, model: Any, name: str, signature: Any) -> str | None:
+        """Do nothing; no model URI."""
         return None
 
 
@@ -376,12 +400,14 @@ def stage_run(
     if parent := parent_run_id():
         tags[PARENT_TAG] = parent
     run = retry_locked(client.create_run, experiment_id(client, experiment, uri), tags=tags, run_name=stage)
-    tracker = StageRun(client, run, stage, lineage)
+    tracker = StageRun(client, run, stage, lineage, uri)
     token = _active_run.set(tracker.run_id)
     try:
         flat = [Param(k, v) for k, v in flatten_params(params).items()]
         for start in range(0, len(flat), 100):
             retry_locked(client.log_batch, tracker.run_id, params=flat[start : start + 100])
+        context = "training" if stage.startswith("train") else "input"
+        log_input_datasets(client, tracker.run_id, ins, root, context)
         yield tracker
         outs = {key: dvc_hash(root / key) for key in out_keys}
         tracker.set_tags({f"{DVC_OUT}{key}": value for key, value in outs.items()})

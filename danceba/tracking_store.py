@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 DB_NAME = "mlflow.db"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3's UI: GenAI view unless this says otherwise
+CLASSIC_ML_KIND = "custom_model_development"
 ARTIFACTS_DIR = "mlartifacts"
 # Offline and quiet (see ecosystem notes): no telemetry DNS lookups, no progress bars, no git warnings.
 QUIET_ENV = {
@@ -124,14 +126,20 @@ def mlflow_client(uri: str) -> Any:
 
 
 def experiment_id(client: Any, name: str, uri: str) -> str:
-    """Id of experiment ``name``, created (with the local artifact folder) if missing; race-safe."""
+    """Id of experiment ``name``, created (with the local artifact folder) if missing; race-safe.
+
+    The experiment is tagged for MLflow's classic ML view (``mlflow.experimentKind``; without it the
+    MLflow 3 UI opens it in the GenAI view)."""
     experiment = retry_locked(client.get_experiment_by_name, name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return retry_locked(client.create_experiment, name, artifact_location=artifact_location(uri))
-    except Exception:  # another process created it between the two calls
+    if experiment is None:
+        try:
+            retry_locked(client.create_experiment, name, artifact_location=artifact_location(uri))
+        except Exception:  # another process created it between the two calls
+            if retry_locked(client.get_experiment_by_name, name) is None:
+                raise
         experiment = retry_locked(client.get_experiment_by_name, name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML_KIND:
+        retry_locked(
+            client.set_experiment_tag, experiment.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML_KIND
+        )
+    return experiment.experiment_id

@@ -95,6 +95,7 @@ from danceba.ablation import (
 from danceba.ablation_markdown import KEY_COLUMNS, format_ablation_markdown
 from danceba.ablation_report import ablation_report, protocols
 from danceba.atomic import write_text_atomic
+from danceba.run_progress import LogWatcher, ProgressLine
 from danceba.sweep import (
     STATUS_FAILED,
     STATUS_OK,
@@ -185,6 +186,19 @@ def run_command(
                 f": {last_error(log_path.read_text(encoding='utf-8', errors='replace'))} (log: {log_path})"
             )
         raise CommandFailed(f"{label} exited {code}{detail}")
+
+
+def run_watched(
+    command: Sequence[str], label: str, cwd: Path, env: Mapping[str, str], log_path: Path, line: ProgressLine
+) -> None:
+    """``run_command`` with its output in ``log_path``, the progress read from it shown on ``line``."""
+    status = "failed"
+    try:
+        with LogWatcher(log_path, line):
+            run_command(command, label, cwd, env, log_path)
+        status = "done"
+    finally:
+        line.close(status)
 
 
 def last_error(log_text: str) -> str:
@@ -327,8 +341,12 @@ def run_seed_experiment(
     metrics_file: str,
     parent_run_id: str | None,
     log_path: Path,
+    flow_name: str = "sweep",
 ) -> dict[str, Any]:
-    """Run one DVC experiment in its own process (:mod:`pipelines.dvc_experiment`); ``{"rev", "metrics"}``."""
+    """Run one DVC experiment in its own process (:mod:`pipelines.dvc_experiment`); ``{"rev", "metrics"}``.
+
+    While it runs, its stage and step (read from ``log_path``) are shown on one line of stderr
+    (:mod:`danceba.run_progress`)."""
     result_path = log_path.with_name(f".{name}.result.json")
     result_path.unlink(missing_ok=True)
     env = subprocess_env(parent_run_id)
@@ -338,7 +356,7 @@ def run_seed_experiment(
     env[dvc_experiment.CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
     command = dvc_experiment.command(project_root, name, overrides, metrics_file, result_path)
-    run_command(command, f"experiment {name}", project_root, env, log_path)
+    run_watched(command, f"experiment {name}", project_root, env, log_path, ProgressLine(name, flow_name))
     try:
         return json.loads(result_path.read_text(encoding="utf-8"))
     finally:
@@ -378,7 +396,7 @@ def run_seed(
         ) as tracker:
             log_path = Path(run.records_dir) / f"{name}.log"
             result = run_seed_experiment(
-                root, name, overrides, metrics_file, tracker.run_id or parent_run_id, log_path
+                root, name, overrides, metrics_file, tracker.run_id or parent_run_id, log_path, flow_name
             )
             tracker.log_metrics(flatten_metrics(metric_values(result["metrics"])))
             tracker.set_tags({"dvc.exp.rev": result["rev"]})

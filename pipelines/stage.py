@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from danceba.progress import configure_logging
+
 log = logging.getLogger("danceba")
 
 
@@ -29,9 +31,13 @@ def run_stage(
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse arguments, run ``body``, turn expected errors into one clear line and exit code 1."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Parse arguments, run ``body``, turn expected errors into one clear line and exit code 1.
+
+    Logging goes through ``tqdm.write`` (lines never land on a progress bar's line) and, under
+    ``torchrun``, from rank 0 only (``danceba.progress.configure_logging``)."""
+    configure_logging()
     args = parser.parse_args(argv)
+    log.info("stage %s: started", Path(parser.prog).stem)  # read by danceba.run_progress (sweep lines)
     try:
         with stage_threads(args.params):
             body(args)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
+from danceba.tracking_models import gpt_signature
 from danceba.train.gpt_training import export_gpt, train_gpt
 from pipelines.stage import (
     exit_with,
@@ -29,7 +30,7 @@ from pipelines.stage import (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--tokens", required=True, type=Path)
-    parser.add_argument("--music", required=True, type=Path, help="music_features_7p5fps.parquet")
+    parser.add_argument("--music", required=True, type=Path, help="token_music.parquet (tokenize)")
     parser.add_argument("--runs", required=True, type=Path, help="resumable run folders (checkpoints)")
     parser.add_argument("--model-out", required=True, type=Path)
     parser.add_argument("--reports", required=True, type=Path)
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.log_metrics(dict(numeric_leaves(metrics)))
                 run.log_artifact(args.reports)
                 run.register_model(args.model_out, "danceba-gpt")
+                run.log_model(model, "gpt", gpt_signature(config.model))
 
     return run_stage(body, parser, argv)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
+from danceba.tracking_models import vqvae_signature
 from danceba.train.vqvae_training import export_vqvae, train_vqvae
 from pipelines.stage import (
     exit_with,
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run.log_metrics(dict(numeric_leaves(result.metrics)))
                 run.log_artifact(args.reports)
                 run.register_model(args.model_out, "danceba-vqvae")
+                run.log_model(result.model, "vqvae", vqvae_signature(config.model))
 
     return run_stage(body, parser, argv)
 

@@ -80,7 +80,7 @@ class GPTConfig:
     mamba_d_state: PositiveInt = 128
     mamba_d_conv: PositiveInt = 4
     mamba_expand: PositiveInt = 4
-    mamba_backend: Literal["auto", "mamba_ssm", "fused", "mambapy", "reference"] = "auto"
+    mamba_backend: Literal["auto", "mamba_ssm", "triton", "fused", "mambapy", "reference"] = "auto"
     pre: bool = True
     pre_mode: Literal["official", "per_channel"] = "official"
     pre_n_fft: PositiveInt = 512
@@ -100,7 +100,7 @@ class GPTConfig:
             "pre_mode": ("official", "per_channel"),
             "gate_activation": ("silu", "sigmoid"),
             "pmmm": ("parallel", "single", "none"),
-            "mamba_backend": ("auto", "mamba_ssm", "fused", "mambapy", "reference"),
+            "mamba_backend": ("auto", "mamba_ssm", "triton", "fused", "mambapy", "reference"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

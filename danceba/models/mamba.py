@@ -17,9 +17,10 @@ Maths (x: (B, L, D) -> (B, L, D), ED = expand * D, N = d_state)::
 Backends (``backend=`` argument; all share the same parameters):
 
 * ``"auto"`` (default): the ``mamba_ssm`` CUDA kernels when the input is on CUDA (and not float64) and
-  ``mamba_ssm`` imports; otherwise ``"fused"`` on CPU and ``"mambapy"`` on other devices (a GPU runs
-  the parallel scan well and has the memory for it). Decided at every call from the input, so a module
-  built on CPU and moved to the GPU picks up the kernels.
+  ``mamba_ssm`` imports; else ``"triton"`` on CUDA when Triton imports (float32 parameters, input not
+  float64); otherwise ``"fused"`` on CPU and ``"mambapy"`` on other devices (a GPU runs the parallel
+  scan well and has the memory for it). Decided at every call from the input, so a module built on CPU
+  and moved to the GPU picks up the kernels. ``mamba_ssm`` stays preferred where it is installed.
 * ``"fused"``: pure PyTorch, :func:`danceba.models.selective_scan.selective_scan`, a sequential scan with
   a hand-written backward that recomputes the states instead of keeping (B, L, ED, N) tensors (the CPU
   analogue of ``mamba_ssm``'s fused kernel). Exact; at Danceba's PMMM size (batch 2, L 29, 1 thread) the
@@ -28,6 +29,10 @@ Backends (``backend=`` argument; all share the same parameters):
 * ``"mamba_ssm"``: the official kernels, called as ``mamba_ssm``'s own ``Mamba.forward`` does
   (``mamba_inner_fn`` when ``causal_conv1d`` is installed, else torch ``conv1d`` + ``selective_scan_fn``).
   CUDA only; float32/float16/bfloat16 only. Raises if unavailable.
+* ``"triton"``: :func:`danceba.models.triton_scan.selective_scan`, our own Triton kernels (forward and
+  backward, the maths of ``"fused"``, bfloat16/float16/float32 inputs with a float32 state); the rest of
+  the mixer is this module's PyTorch code. Needs only Triton (no kernel build): CUDA, or CPU under
+  ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests). Raises if unavailable.
 * ``"mambapy"``: pure PyTorch, the Blelloch parallel scan of ``mambapy.pscan``. It pads the sequence
   length to the next power of two internally (L = 29 runs as 32; the padding is cropped, results are
   exact), and it materialises (B, L_pad, ED, N) tensors: memory grows with ED * N (Danceba: 393,216
@@ -54,7 +59,8 @@ channel, D = 1.
 Precision: A and D are used in float32, or float64 when the parameters are float64 (``mamba_ssm`` and
 ``mambapy`` always cast them to float32; keeping float64 lets the tests compare at 1e-10).
 
-Installing the CUDA kernels (optional; ``mamba_ssm`` cannot be installed or imported without CUDA)::
+The ``"triton"`` backend needs no install step on CUDA: the CUDA builds of torch bring Triton with them.
+Installing the ``mamba_ssm`` kernels (optional; they cannot be installed or imported without CUDA)::
 
     pip install torch ...                                  # first, the CUDA build of torch
     pip install --no-build-isolation mamba-ssm==2.3.2.post1  # optionally also causal-conv1d
@@ -74,9 +80,10 @@ from mambapy.mamba import MambaBlock, MambaConfig
 from mambapy.pscan import pscan
 from torch import Tensor
 
+from danceba.models import triton_scan
 from danceba.models.selective_scan import selective_scan as fused_selective_scan
 
-BACKENDS = ("auto", "mamba_ssm", "fused", "mambapy", "reference")
+BACKENDS = ("auto", "mamba_ssm", "triton", "fused", "mambapy", "reference")
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what selective_scan_cuda supports
 
 
@@ -234,15 +241,25 @@ class Mamba(MambaBlock):
         return self.out_proj(rearrange(y, "b d l -> b l d"))
 
     def _scan_for(self, x: Tensor) -> Callable[..., Tensor]:
-        """The pure-PyTorch scan this backend uses for the input ``x`` (same signature as ``selective_scan``)."""
+        """The scan this backend uses for the input ``x`` (same signature as ``selective_scan``)."""
         if self.backend == "reference":
             return self.selective_scan_seq
         if self.backend == "fused" or (self.backend == "auto" and x.device.type == "cpu"):
             return fused_selective_scan
+        if self.backend == "triton":
+            if not triton_scan.supports(x):
+                raise RuntimeError(
+                    "Mamba(backend='triton') needs Triton (`pip install triton`) and a float32/float16/"
+                    f"bfloat16 CUDA input, or TRITON_INTERPRET=1 on CPU (input: {x.dtype} on {x.device})"
+                )
+            return triton_scan.selective_scan
+        float32_on_cuda = x.is_cuda and self._scan_dtype() == torch.float32  # the kernels' A and D
+        if self.backend == "auto" and float32_on_cuda and triton_scan.supports(x):
+            return triton_scan.selective_scan
         return self.selective_scan
 
     def _kernels_for(self, x: Tensor) -> _MambaSsmKernels | None:
-        if self.backend in ("fused", "mambapy", "reference"):
+        if self.backend in ("triton", "fused", "mambapy", "reference"):
             return None
         kernels = mamba_ssm_kernels() if x.is_cuda and x.dtype in _KERNEL_DTYPES else None
         if self.backend == "mamba_ssm" and kernels is None:
