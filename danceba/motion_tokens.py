@@ -8,9 +8,14 @@ this computes each window's upper/lower codes once. ``tokens.parquet`` (one row 
     music_start: int32 (= start_frame // 8, the matching 7.5 fps music frame);
     up, down: fixed_size_list<int16>[window // 8] (codes of the upper / lower body).
 
-The music is not copied per window: a reader slices ``music_features_7p5fps.parquet`` at
-``music_start`` (see :class:`danceba.data.windows.TokenWindows`). Windows whose music would run past
-the end of the track are dropped (AIST++ trains on the common length of music and dance).
+The music is not copied per window: a reader slices the GPT's music table at ``music_start`` (see
+:class:`danceba.data.windows.TokenWindows`). Windows whose music would run past the end of the track are
+dropped (AIST++ trains on the common length of music and dance).
+
+``token_music.parquet`` is that music table: the rows of ``music_features_7p5fps.parquet`` and, with
+``tempo_factors`` (see :mod:`danceba.features.tempo_augment`), each training song stretched by each factor,
+keyed ``<music_id>x<factor>``; the training sequences' stretched copies are token rows of split ``train``
+named ``<sequence>x<factor>`` on that music. Without factors it is a copy of the 7.5 fps table.
 """
 
 from __future__ import annotations
@@ -27,19 +32,36 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.data.windows import FRAMES_PER_TOKEN, read_sequence_index
+from danceba.features.tempo_augment import (
+    TempoFactor,
+    stretch_frames,
+    stretched_condition,
+    stretched_id,
+    stretched_length,
+)
 from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
 from danceba.models.vqvae import SepVQVAE
-from danceba.strict_dataclass import PositiveInt, SplitName
+from danceba.strict_dataclass import ConfigError, PositiveInt, SplitName
 
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    """``tokenize`` in params.yaml: window length and stride in 60 fps frames (Bailando's GPT: 240 / 8)."""
+    """``tokenize`` in params.yaml: window length and stride in 60 fps frames (Bailando's GPT: 240 / 8);
+    ``tempo_factors``: stretched copies of the training split (none in the paper)."""
 
     window: PositiveInt = 240
     stride: PositiveInt = 8
     splits: tuple[SplitName, ...] = ("train", "val", "test")
     batch_size: PositiveInt = 256
+    tempo_factors: tuple[TempoFactor, ...] = ()
+
+    def __post_init__(self) -> None:
+        factors = [round(f, 2) for f in self.tempo_factors]
+        if len(set(factors)) != len(factors) or 1.0 in factors:
+            raise ConfigError(
+                f"tokenize.tempo_factors: expected distinct factors other than 1 (to 2 decimals), "
+                f"got {list(self.tempo_factors)}"
+            )
 
 
 @torch.inference_mode()
@@ -87,34 +109,76 @@ def sequence_token_rows(
     )
 
 
-def write_tokens(
-    vqvae: SepVQVAE, joints: Path, sequences: Path, music_7p5fps: Path, out: Path, config: TokenizeConfig
+def music_lengths(music_7p5fps: Path) -> dict[str, int]:
+    """{music_id: 7.5 fps frames} of a music table, from its row-group metadata."""
+    meta = pq.ParquetFile(music_7p5fps).metadata
+    return {key: meta.row_group(i).num_rows for i, key in enumerate(tables.group_keys(music_7p5fps))}
+
+
+def write_token_music(
+    music_60fps: Path, music_7p5fps: Path, train_music: list[str], out: Path, factors: tuple[float, ...]
 ) -> dict[str, int]:
-    """Tokenize every window of the selected splits into ``out``; return window counts per split."""
+    """Write the GPT's music table (module docstring) to ``out``; return {music_id: frames} of its rows."""
+    metadata = tables.file_metadata(music_7p5fps)
+    token_rhythm = metadata.get("token_rhythm", "none")
+    conditions = tables.read_all_groups(music_7p5fps, "features")
+    for music_id in train_music if factors else []:
+        at_60fps = tables.read_group(music_60fps, music_id, "features")
+        for factor in factors:
+            condition = stretched_condition(at_60fps, conditions[music_id], factor, token_rhythm)
+            conditions[stretched_id(music_id, factor)] = condition
+    metadata["tempo_factors"] = ",".join(f"{f:.2f}" for f in factors)
+    groups = (tables.frame_table("music_id", key, "features", value) for key, value in conditions.items())
+    tables.write_grouped_table(out, groups, metadata)
+    return {key: len(value) for key, value in conditions.items()}
+
+
+def write_tokens(
+    vqvae: SepVQVAE,
+    joints: Path,
+    sequences: Path,
+    music_60fps: Path,
+    music_7p5fps: Path,
+    out: Path,
+    token_music_out: Path,
+    config: TokenizeConfig,
+) -> dict[str, int]:
+    """Tokenize every window of the selected splits (and the stretched copies of the training split)
+    into ``out``, the GPT's music into ``token_music_out``; return window counts per split (the copies
+    counted under ``train_tempo``)."""
     if config.window % FRAMES_PER_TOKEN:
         raise ValueError(f"tokenize.window: {config.window} is not a multiple of {FRAMES_PER_TOKEN}")
     index = read_sequence_index(sequences)
     index = index[index["split"].isin(config.splits)]
-    music_lengths = {
-        key: pq.ParquetFile(music_7p5fps).metadata.row_group(i).num_rows
-        for i, key in enumerate(tables.group_keys(music_7p5fps))
-    }
+    known = music_lengths(music_7p5fps)
+    for row in index.itertuples():
+        if row.music_id not in known:
+            raise KeyError(f"{music_7p5fps}: no music features for {row.music_id} (sequence {row.sequence})")
+    factors = config.tempo_factors if "train" in config.splits else ()
+    train_music = sorted(set(index.loc[index["split"] == "train", "music_id"]))
+    lengths = write_token_music(music_60fps, music_7p5fps, train_music, token_music_out, factors)
     counts: dict[str, int] = {}
     vqvae.eval()
 
+    def copies(row) -> Iterator[tuple[str, str, str, np.ndarray]]:
+        """(name, split, music id, joints) of a sequence and, in the training split, its stretched copies."""
+        joints_xyz = tables.read_group(joints, row.sequence, "joints").reshape(-1, 24, 3)
+        yield row.sequence, row.split, row.music_id, joints_xyz
+        for factor in factors if row.split == "train" else ():
+            stretched = stretch_frames(joints_xyz, factor, stretched_length(len(joints_xyz), factor))
+            name, music_id = stretched_id(row.sequence, factor), stretched_id(row.music_id, factor)
+            yield name, "train", music_id, stretched.astype(np.float32)
+
     def groups() -> Iterator[pa.Table]:
         for row in tqdm(index.itertuples(), total=len(index), desc="tokenize", unit="seq"):
-            if row.music_id not in music_lengths:
-                raise KeyError(
-                    f"{music_7p5fps}: no music features for {row.music_id} (sequence {row.sequence})"
+            for name, split, music_id, joints_xyz in copies(row):
+                rows = sequence_token_rows(
+                    vqvae, name, split, music_id, joints_xyz, lengths[music_id], config
                 )
-            joints_xyz = tables.read_group(joints, row.sequence, "joints").reshape(-1, 24, 3)
-            rows = sequence_token_rows(
-                vqvae, row.sequence, row.split, row.music_id, joints_xyz, music_lengths[row.music_id], config
-            )
-            if rows is not None:
-                counts[row.split] = counts.get(row.split, 0) + rows.num_rows
-                yield rows
+                if rows is not None:
+                    counted = "train_tempo" if name != row.sequence else split
+                    counts[counted] = counts.get(counted, 0) + rows.num_rows
+                    yield rows
 
     metadata = {"window": config.window, "stride": config.stride, "codes_per_window": config.window // 8}
     tables.write_grouped_table(out, groups(), metadata)

@@ -1,4 +1,5 @@
-"""Stage ``tokenize``: the frozen VQ-VAE encodes every window once into ``tokens.parquet``."""
+"""Stage ``tokenize``: the frozen VQ-VAE encodes every window once into ``tokens.parquet``; the GPT's music
+(with the tempo-stretched training songs) goes to ``token_music.parquet``."""
 
 from __future__ import annotations
 
@@ -19,16 +20,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vqvae", required=True, type=Path)
     parser.add_argument("--joints", required=True, type=Path)
     parser.add_argument("--sequences", required=True, type=Path)
+    parser.add_argument("--music-60fps", required=True, type=Path, help="music_features_60fps.parquet")
     parser.add_argument("--music", required=True, type=Path, help="music_features_7p5fps.parquet")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--token-music", required=True, type=Path, help="the GPT's music: token_music.parquet"
+    )
     parser.add_argument("--summary", required=True, type=Path)
 
     def body(args: argparse.Namespace) -> None:
         config = load_params(args.params).tokenize
-        inputs = [args.vqvae, args.joints, args.sequences, args.music]
-        with tracked("tokenize", args, config, inputs=inputs, outputs=[args.out]) as run:
+        inputs = [args.vqvae, args.joints, args.sequences, args.music_60fps, args.music]
+        outputs = [args.out, args.token_music]
+        with tracked("tokenize", args, config, inputs=inputs, outputs=outputs) as run:
             vqvae = load_vqvae(args.vqvae)
-            counts = write_tokens(vqvae, args.joints, args.sequences, args.music, args.out, config)
+            counts = write_tokens(
+                vqvae,
+                args.joints,
+                args.sequences,
+                args.music_60fps,
+                args.music,
+                args.out,
+                args.token_music,
+                config,
+            )
             log.info("token windows per split: %s", counts)
             write_text_atomic(args.summary, json.dumps({"windows": counts}, indent=2) + "\n")
             run.log_metrics({f"windows.{split}": n for split, n in counts.items()})

@@ -89,6 +89,7 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
         "gt": tmp / "gt.parquet",
         "reports": tmp / "reports",
         "music": tmp / "music_condition.parquet",
+        "token_music": tmp / "token_music.parquet",
     }
     write_condition_table(chain, p["params"], p["music"])
     common = ["--params", str(p["params"])]
@@ -120,10 +121,14 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 str(chain["joints"]),
                 "--sequences",
                 str(chain["sequences"]),
+                "--music-60fps",
+                str(chain["music60"]),
                 "--music",
                 str(p["music"]),
                 "--out",
                 str(p["tokens"]),
+                "--token-music",
+                str(p["token_music"]),
                 "--summary",
                 str(tmp / "tokens.json"),
             ]
@@ -137,7 +142,7 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
                 "--tokens",
                 str(p["tokens"]),
                 "--music",
-                str(p["music"]),
+                str(p["token_music"]),
                 "--runs",
                 str(tmp / "runs_gpt"),
                 "--model-out",
@@ -226,6 +231,29 @@ def test_tokens_table(models: dict[str, Path], chain: dict[str, Path]) -> None:
     up = tables.fixed_list_to_numpy(table, "up", np.int64)
     assert up.min() >= 0 and up.max() < L_BINS
     assert tables.group_keys(models["tokens"]) == sorted(set(table.column("sequence").to_pylist()))
+
+
+def test_tempo_copies_of_the_training_split_train_the_gpt(models: dict[str, Path]) -> None:
+    factors = load_params(models["params"]).tokenize.tempo_factors
+    assert factors, "params.yaml's embedded default stretches the training split"
+    table = pq.read_table(models["tokens"]).to_pandas()
+    copies = table[table["sequence"].str.contains("x")]
+    originals = table[~table["sequence"].str.contains("x")]
+    assert set(copies["split"]) == {"train"}
+    for factor in factors:
+        suffix = f"x{factor:.2f}"
+        stretched = copies[copies["sequence"].str.endswith(suffix)]
+        assert set(stretched["sequence"].str.removesuffix(suffix)) == set(
+            originals.loc[originals["split"] == "train", "sequence"]
+        )
+        assert (stretched["music_id"] == stretched["sequence"].map(lambda n: n.split("_")[4]) + suffix).all()
+    music = tables.read_all_groups(models["token_music"], "features")
+    for music_id in set(copies["music_id"]):
+        base, factor = music_id.split("x")
+        assert len(music[music_id]) == round(len(music[base]) / float(factor))
+    assert tables.file_metadata(models["token_music"])["tempo_factors"] == ",".join(
+        f"{f:.2f}" for f in factors
+    )
 
 
 def test_gpt_stage_reports_the_uniform_baseline(models: dict[str, Path]) -> None:
