@@ -325,6 +325,7 @@ def run_lineage(args: argparse.Namespace) -> int:
 
 def run_view(args: argparse.Namespace) -> int:
     """Serve the browser player on 127.0.0.1 until Ctrl-C (``danceba.viewer``)."""
+    import signal
     import webbrowser
 
     from danceba import viewer
@@ -349,6 +350,8 @@ def run_view(args: argparse.Namespace) -> int:
     print(server.url, flush=True)
     if args.open:
         webbrowser.open(server.url)
+    # Ctrl-C stops it even when started from a script that ignores SIGINT (a background job does).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

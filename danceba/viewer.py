@@ -536,6 +536,7 @@ class ViewerServer(ThreadingHTTPServer):
     """The player's HTTP server on 127.0.0.1 (``port=0``: a free port); ``url`` is the page."""
 
     daemon_threads = True
+    block_on_close = False  # Ctrl-C must not wait for a browser's idle keep-alive connections
 
     def __init__(self, catalog: Catalog, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), ViewerHandler)

@@ -313,7 +313,12 @@ def test_cli_refuses_a_busy_port_and_an_empty_call(
     assert "nothing to show" in capsys.readouterr().err
 
 
-def test_cli_serves_until_ctrl_c(scene: dict) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job starts its commands
+
+
+@pytest.mark.parametrize("inherited", ["default", "sigint_ignored"])
+def test_cli_serves_until_ctrl_c(scene: dict, inherited: str) -> None:
     command = [
         sys.executable,
         "-m",
@@ -324,7 +329,12 @@ def test_cli_serves_until_ctrl_c(scene: dict) -> None:
         str(scene["wav"]),
     ]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=scene["root"]
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=scene["root"],
+        preexec_fn=_ignore_sigint if inherited == "sigint_ignored" else None,
     )
     try:
         url = process.stdout.readline().strip()
