@@ -9,7 +9,7 @@
 
 Started by ``tests/test_triton_scan.py``::
 
-    OMP_NUM_THREADS=1 .venv/bin/python tests/triton_scan_worker.py [interpret|compile]
+    PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python tests/triton_scan_worker.py [interpret|compile]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from danceba.models import triton_scan  # noqa: E402
 from danceba.models.mamba import Mamba  # noqa: E402
+from tests.test_selective_scan import naive_scan  # noqa: E402  (PYTHONPATH: the project root)
 
 NAMES = ("x", "delta", "A", "B", "C", "D")
 
@@ -46,16 +47,6 @@ CASES = {
     "bf16_all": (2, 9, 5, 3, 2, (BF16,) * 6),
     "fp16_inputs": (1, 6, 6, 4, 4, (F16, F16, F32, F16, F16, F32)),
 }
-
-
-def naive_scan(x, delta, A, B, C, D):
-    """h_t = exp(delta_t A) h_{t-1} + delta_t x_t B_t; y_t = h_t C_t + D x_t, one Python step per t."""
-    h = torch.zeros(x.shape[0], x.shape[2], A.shape[1], dtype=x.dtype)
-    ys = []
-    for t in range(x.shape[1]):
-        h = torch.exp(delta[:, t, :, None] * A) * h + (delta[:, t] * x[:, t])[..., None] * B[:, t, None, :]
-        ys.append((h * C[:, t, None, :]).sum(-1) + D * x[:, t])
-    return torch.stack(ys, dim=1)
 
 
 def scan_inputs(batch, seq_len, d_inner, d_state, dtypes, seed=0):
