@@ -22,7 +22,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,18 @@ CALLER_PYTHONPATH = "DANCEBA_CALLER_PYTHONPATH"
 
 
 def run_experiment(
-    project_root: Path, name: str, overrides: Sequence[str], metrics_file: str
+    project_root: Path,
+    name: str,
+    overrides: Sequence[str],
+    metrics_file: str,
+    extra_metrics: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run experiment ``name`` with the ``-S`` style ``overrides``; ``{"rev", "metrics"}``.
 
     An earlier experiment of the same name on the same commit is replaced. ``metrics_file``: the
     metrics output (relative to the root) read back from the experiment's commit (git or DVC cache).
+    ``extra_metrics``: ``{key: file}`` of other metrics outputs, each added to the metrics under its key
+    when the experiment has it (e.g. ``{"train_gpt": "reports/train_gpt/metrics.json"}``).
     """
     from dvc.repo import Repo
     from dvc.repo.experiments.queue.tempdir import TempDirQueue
@@ -56,19 +62,33 @@ def run_experiment(
         if len(results) != 1:
             raise RuntimeError(f"experiment {name}: DVC reported {len(results)} results, expected 1")
         rev = next(iter(results))
-        shown = repo.metrics.show(targets=[metrics_file], revs=[rev]).get(rev, {})
-        entry = shown.get("data", {}).get(metrics_file, {})
+        extra = dict(extra_metrics or {})
+        shown = repo.metrics.show(targets=[metrics_file, *extra.values()], revs=[rev]).get(rev, {})
+        files = shown.get("data", {})
+        entry = files.get(metrics_file, {})
         if "data" not in entry:
             raise FileNotFoundError(f"{metrics_file}: not in experiment {name} ({entry.get('error', shown)})")
-        return {"rev": rev, "metrics": entry["data"]}
+        metrics = dict(entry["data"])
+        for key, path in extra.items():
+            if key in metrics:
+                raise ValueError(f"{metrics_file} already has a key {key!r}: cannot add {path} under it")
+            if "data" in files.get(path, {}):
+                metrics[key] = files[path]["data"]
+        return {"rev": rev, "metrics": metrics}
 
 
 def command(
-    project_root: Path, name: str, overrides: Sequence[str], metrics_file: str, result: Path
+    project_root: Path,
+    name: str,
+    overrides: Sequence[str],
+    metrics_file: str,
+    result: Path,
+    extra_metrics: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The command line that runs :func:`run_experiment` in a fresh interpreter."""
     argv = [sys.executable, "-m", "pipelines.dvc_experiment", "--project", str(project_root), "--name", name]
     argv += ["--metrics", metrics_file, "--result", str(result)]
+    argv += [f"--also={key}={path}" for key, path in (extra_metrics or {}).items()]
     return argv + [f"--set={override}" for override in overrides]
 
 
@@ -82,7 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--metrics", required=True, help="metrics file to read back")
     parser.add_argument("--result", required=True, type=Path, help="where to write rev and metrics (JSON)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="KEY=FILE: another metrics file, added under KEY if present",
+    )
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.also)
     if CALLER_PYTHONPATH in os.environ:  # the caller added our code folder; stages import their own copy
         caller = os.environ.pop(CALLER_PYTHONPATH)
         if caller:
@@ -92,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dvc.exceptions import DvcException
 
     try:
-        result = run_experiment(args.project.resolve(), args.name, args.overrides, args.metrics)
-    except (DvcException, RuntimeError, FileNotFoundError) as error:
+        result = run_experiment(args.project.resolve(), args.name, args.overrides, args.metrics, extra)
+    except (DvcException, RuntimeError, FileNotFoundError, ValueError) as error:
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         print(f"ERROR: experiment {args.name}: {error}{cause}", file=sys.stderr)
         return 1

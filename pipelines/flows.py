@@ -130,6 +130,9 @@ log = logging.getLogger("danceba.flows")
 SEED_PARAMS: tuple[str, ...] = ("train_gpt.train.seed",)
 DOWNLOAD_STAGES: tuple[str, ...] = ("fetch",)
 METRICS_FILE = "reports/metrics.json"
+# Read back with it from every experiment (when present), under these keys: the teacher-forced val CE with
+# the real and another song's music (the "does it listen" gap) is a training metric.
+EXTRA_METRICS = {"train_gpt": "reports/train_gpt/metrics.json"}
 REPORTS_DIR = "reports"
 DEFAULT_SEEDS = 5
 DEFAULT_ABLATION_SEEDS = 3
@@ -355,7 +358,7 @@ def run_seed_experiment(
     env.setdefault("MLFLOW_TRACKING_URI", configure_tracking(Path(project_root).resolve()))
     env[dvc_experiment.CALLER_PYTHONPATH] = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH", "")) if p)
-    command = dvc_experiment.command(project_root, name, overrides, metrics_file, result_path)
+    command = dvc_experiment.command(project_root, name, overrides, metrics_file, result_path, EXTRA_METRICS)
     run_watched(command, f"experiment {name}", project_root, env, log_path, ProgressLine(name, flow_name))
     try:
         return json.loads(result_path.read_text(encoding="utf-8"))

@@ -128,6 +128,7 @@ def metrics(fid_k: float, excess: float, sham: float) -> dict:
             "model_sham_music": {"bas_excess": sham},
             "ground_truth": {"fid_k": 1.0, "div_k": 8.0, "bas": 0.3},
         },
+        "train_gpt": {"stack": "danceba", "final_val_ce": 1.5, "final_val_ce_sham_gap": fid_k / 20},
     }
 
 
@@ -210,6 +211,11 @@ def test_markdown_tables(report: dict) -> None:
     assert "| no_pre | 1 | failed | 2 | 5.0 s | no_pre-seed-1 | train: NaN loss |" in text
     assert "| no_pre | 2 | stale |" in text and "| no_pre | `train_gpt.model.pre=false` |" in text
     assert "_ci_low" not in text and "bas_sigma" not in text
+    listen = lines.index("## Does it listen, does it move (`bailando` protocol)") + 4
+    assert lines[listen].startswith("| variant | n | val CE (nats) | CE gap, sham − real ↑ | FIDk ↓ |")
+    # danceba: CE gap 10/20, 12/20, 14/20 -> 0.6 ± 0.1; no reconstruction row in these metrics
+    assert lines[listen + 2].startswith("| danceba | 3 | 1.500 ± 0.000 [1.500, 1.500] | 0.6000 ± 0.1000 [")
+    assert "| 12.00 ± 2.00 [7.03, 16.97] | — |" in lines[listen + 2]
 
 
 def test_markdown_without_results_and_cells() -> None:

@@ -273,12 +273,14 @@ def test_experiment_runs_from_any_directory_and_replaces_its_name(tiny, swept, t
     root, _ = tiny
     code = Path(__file__).resolve().parents[1]
     result = tmp_path / "result.json"
-    command = dvc_experiment.command(root, "seed-1", ["train.seed=5"], "reports/metrics.json", result)
+    extra = {"again": "reports/metrics.json", "absent": "reports/no-such.json"}  # read back when present
+    command = dvc_experiment.command(root, "seed-1", ["train.seed=5"], "reports/metrics.json", result, extra)
     env = {**flows.subprocess_env(), "PYTHONPATH": str(code)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)  # not the project
     assert done.returncode == 0, done.stderr[-2000:]
     rev, metrics = json.loads(result.read_text()).values()
     assert metrics["corrected"]["model"]["fid_k"] == 20.0  # seed 5: 2 * (5 * 2)
+    assert metrics["again"]["corrected"]["model"]["fid_k"] == 20.0 and "absent" not in metrics
     refs = subprocess.run(
         ["git", "-C", str(root), "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
         capture_output=True,

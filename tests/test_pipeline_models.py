@@ -260,6 +260,9 @@ def test_gpt_stage_reports_the_uniform_baseline(models: dict[str, Path]) -> None
     metrics = json.loads((models["reports"] / "gpt" / "metrics.json").read_text())
     assert metrics["uniform_ce"] == pytest.approx(math.log(L_BINS))
     assert math.isfinite(metrics["final_val_ce"]) and 0 <= metrics["final_val_accuracy"] <= 1
+    assert metrics["final_val_ce_sham_gap"] == pytest.approx(
+        metrics["final_val_ce_sham"] - metrics["final_val_ce"]
+    )
     assert load_gpt(models["gpt"]).config.stack == "danceba"
 
 

@@ -310,6 +310,26 @@ def test_milestones_reduce_lr_by_gamma_after_the_right_step() -> None:
     assert epochs_to_steps((250, 400), 12) == (3000, 4800)
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_optimizer_is_multi_tensor_and_bit_identical_to_the_per_tensor_loop(name: str) -> None:
+    cfg = OptimConfig(name=name, lr=1e-2, betas=(0.5, 0.999), weight_decay=0.01 if name == "adamw" else 0.0)
+    fast, slow = make_model(), make_model()
+    fast_opt = build_optimizer(fast.parameters(), cfg)
+    slow_opt = type(fast_opt)(
+        slow.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=False
+    )
+    assert fast_opt.defaults["foreach"] is True
+    for model, optimizer in ((fast, fast_opt), (slow, slow_opt)):
+        torch.manual_seed(7)  # the same dropout masks for both
+        for _ in range(20):
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(X), Y).backward()
+            optimizer.step()
+    for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(fast[0].weight, make_model()[0].weight)  # it did train
+
+
 def test_loop_logs_the_lr_each_step_used(uninterrupted) -> None:
     _, result, _ = uninterrupted
     lr = {row["step"]: row["lr"] for row in result.history.train}

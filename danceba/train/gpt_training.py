@@ -226,6 +226,8 @@ def train_gpt(
         "best_val_loss": result.best["value"] if result.best else None,
         "final_val_ce": final.get("val_ce"),
         "final_val_accuracy": final.get("val_accuracy"),
+        "final_val_ce_sham": final.get("val_ce_sham"),  # the same windows with another song's music
+        "final_val_ce_sham_gap": final.get("val_ce_sham_gap"),  # > 0: the music it hears helps
         "uniform_ce": uniform,
         "val_ce_over_uniform": final["val_ce"] / uniform if "val_ce" in final else None,
     }
