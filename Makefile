@@ -26,7 +26,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CONFIG ?= embedded
 JOBS_ARG = $(if $(JOBS),--jobs $(JOBS))
 
-.PHONY: setup run test lint format bench sweep ablation reproduce-check ui config clean browser player-screenshot gpu-check gpu-deps
+.PHONY: setup run test lint format bench bench-scale sweep ablation reproduce-check ui config clean browser player-screenshot gpu-check gpu-deps
 
 setup: $(STAMP) $(PLAYER_STAMP)
 
@@ -82,6 +82,16 @@ bench: setup
 	$(BIN)/python -m bench.bench_generate --size small --threads 1 --out bench/out/generate.json
 	$(BIN)/python -m bench.bench_train --out bench/out/train.json
 	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_long_song --minutes 5 --out bench/out/long_song.json || echo "bench_long_song: skipped (run make run first: it needs data/models)"
+	$(MAKE) bench-scale
+
+# AIST++ scale (configs/scale.yaml) in a temporary folder: fetch..phase, gt_features, evaluate stage by stage
+# (seconds, peak memory), and tokenize at the paper's VQ-VAE size on TOKENIZE_LIMIT sequences (0 = all),
+# extrapolated to all. FRACTION=0.05 for a quick look (bench/bench_scale.py).
+FRACTION ?= 1
+TOKENIZE_LIMIT ?= 50
+bench-scale: setup
+	mkdir -p bench/out
+	$(BIN)/python -m bench.bench_scale --fraction $(FRACTION) --tokenize --tokenize-limit $(TOKENIZE_LIMIT) --out bench/out/scale.json
 
 # One prepared GPU check (bench/gpu_check.py: parity of every CUDA path, paper-size steps, generation, a
 # short training run; one JSON). For a CUDA machine with PyTorch and Triton and no network: no venv, the
@@ -122,7 +132,7 @@ ui: setup
 metrics: setup
 	$(BIN)/python -m danceba.metrics_view $(if $(GREP),--grep '$(GREP)')
 
-# Switch params.yaml to a named configuration in configs/ (embedded | paper).
+# Switch params.yaml to a named configuration in configs/ (embedded | paper | scale).
 config: setup
 	$(BIN)/python -m danceba.configs $(CONFIG)
 

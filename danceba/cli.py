@@ -106,6 +106,23 @@ def _first_codes(args: argparse.Namespace, vocab: int) -> tuple[int, int]:
     return 0, 0
 
 
+def _conditioned_genre(genre: str | None, conditioned: bool) -> str | None:
+    """The genre the GPT is asked to dance (None: any); says what ``--genre`` does with this model."""
+    from danceba.genres import genre_label
+
+    if genre is not None:
+        try:
+            genre_label(genre)
+        except ValueError as error:
+            raise UsageError(f"--genre: {error}") from error
+    if not conditioned:
+        if genre is not None:
+            _note(f"note: this GPT has no genre conditioning; --genre {genre} only picks the first codes")
+        return None
+    _note(f"genre-conditioned GPT: dancing {genre or 'any genre'}")
+    return genre
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from danceba.dance_generation import generate_dances
     from danceba.generate import SamplingConfig
@@ -141,7 +158,8 @@ def run_generate(args: argparse.Namespace) -> int:
     first = _first_codes(args, gpt.config.vocab_up)
     songs = match_music_width(songs, gpt.config.n_music)
     _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, seed {args.seed}")
-    dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first), sampling, args.batch_size)
+    genre = _conditioned_genre(args.genre, gpt.config.genre_conditioning)
+    dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first, genre), sampling, args.batch_size)
 
     for path in write_dances(args.out, songs, dances, args.format):
         print(path)
@@ -391,7 +409,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="nats off the logit of the previous code, against a dancer that freezes" + default,
     )
     gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
-    gen.add_argument("--genre", help="genre code of the first codes, e.g. gBR (default: the most common)")
+    gen.add_argument(
+        "--genre",
+        help="genre to dance, e.g. gBR: conditions a genre-conditioned GPT (default: any genre) and picks "
+        "the first codes (default: the most common genre's)",
+    )
     gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")
     gen.add_argument("--batch-size", type=_positive_int, default=16, help="songs per batch" + default)
     gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")

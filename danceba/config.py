@@ -11,15 +11,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from danceba.dance_generation import GenerateConfig
 from danceba.evaluation import EvaluateConfig
+from danceba.html_report import ReportConfig
 from danceba.motion_tokens import TokenizeConfig
 from danceba.params_checks import consistency_problems
-from danceba.strict_dataclass import ConfigError, NonNegativeInt, PositiveFloat, PositiveInt, build_dataclass
+from danceba.strict_dataclass import (
+    Bounds,
+    ConfigError,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    build_dataclass,
+)
 from danceba.strict_yaml import load_strict_yaml
 from danceba.train.gpt_training import TrainGPTConfig
 from danceba.train.vqvae_training import TrainVQVAEConfig
@@ -33,14 +42,31 @@ __all__ = ["ConfigError", "Params", "build_dataclass", "load_params", "section_a
 
 @dataclass(frozen=True)
 class MiniDatasetConfig:
-    """The embedded mini dataset (written in the AIST++ layout by ``danceba.data.mini``)."""
+    """The embedded mini dataset (written in the AIST++ layout by ``danceba.data.mini``).
+
+    The grid: ``genres`` x ``music_per_genre`` x ``dancers_per_music`` x ``choreographies_per_dancer``
+    sequences, the first ``basic_choreographies`` of each dancer basic (``sBM``), the rest advanced
+    (``sFM``). Lengths: ``seconds`` (basic) and ``advanced_seconds`` (advanced; 0 = ``seconds``), each
+    dance's drawn from U(1 - ``seconds_spread``, 1 + ``seconds_spread``) times its mean (0 = fixed).
+    ``sequences`` / ``train_sequences`` (0 = all) keep that many of the grid in all / in the training
+    split, evenly spread over it (val and test are always kept). ``ignored_train`` / ``ignored_other``:
+    entries of the ignore list drawn from the training split / from the sequences in no split. The
+    defaults are the embedded dataset; ``configs/scale.yaml`` sets AIST++'s shape.
+    """
 
     seed: NonNegativeInt = 0
     genres: tuple[str, ...] = ("gBR", "gPO", "gLO", "gHO", "gJB")
     music_per_genre: PositiveInt = 3
     dancers_per_music: PositiveInt = 2
     choreographies_per_dancer: PositiveInt = 2
+    basic_choreographies: PositiveInt = 2
+    sequences: NonNegativeInt = 0
+    train_sequences: NonNegativeInt = 0
+    ignored_train: NonNegativeInt = 2
+    ignored_other: NonNegativeInt = 0
     seconds: PositiveFloat = 12.0
+    advanced_seconds: NonNegativeFloat = 0.0
+    seconds_spread: Annotated[float, Bounds(low=0, high=1, open_high=True)] = 0.0
     sample_rate: PositiveInt = 30720
 
 
@@ -134,6 +160,7 @@ class Params:
     train_gpt: TrainGPTConfig = field(default_factory=TrainGPTConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # ----------------------------------------------------------------------------------------------

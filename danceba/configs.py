@@ -1,4 +1,5 @@
-"""Named configurations: whole ``params.yaml`` files kept under ``configs/`` (``embedded``, ``paper``).
+"""Named configurations: whole ``params.yaml`` files kept under ``configs/`` (``embedded``, ``paper``,
+``scale``: the embedded default on a generated dataset of AIST++'s size).
 
 ``use_config("paper", root)`` validates ``root/configs/paper.yaml`` with the strict loader and then copies
 it, byte for byte (comments included), over ``root/params.yaml`` in one atomic rename. A file that does

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ import torch
 from danceba.data.aistpp import FPS, music_tempo_bpm
 from danceba.floor import place_on_floor
 from danceba.generate import SamplingConfig, generate_codes, trim_codes
+from danceba.genres import genre_label
 from danceba.models.bailando_layout import joints_from_bailando_layout, to_bailando_layout
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
@@ -60,12 +61,14 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class Song:
-    """One piece to dance to: 7.5 fps music features (T, n_music) and the first up/down codes."""
+    """One piece to dance to: 7.5 fps music features (T, n_music), the first up/down codes, and the genre
+    to dance (a code of :mod:`danceba.genres`; None: any). Only a genre-conditioned GPT reads the genre."""
 
     name: str
     music_7p5fps: np.ndarray
     first_up: int
     first_down: int
+    genre: str | None = None
 
 
 def ground_truth_first_codes(tokens: Path) -> dict[str, tuple[int, int]]:
@@ -143,8 +146,11 @@ def _generate_batch(
     music = torch.nn.utils.rnn.pad_sequence(conditions, batch_first=True).to(device)
     first_up = torch.tensor([[s.first_up] for s in batch], device=device)
     first_down = torch.tensor([[s.first_down] for s in batch], device=device)
+    genre = None
+    if gpt.config.genre_conditioning:
+        genre = torch.tensor([genre_label(s.genre) for s in batch], device=device)
     up, down = generate_codes(
-        gpt, music, first_up, first_down, lengths, sampling, progress=lambda _done: bar.update(1)
+        gpt, music, first_up, first_down, lengths, sampling, progress=lambda _done: bar.update(1), genre=genre
     )
     dances = {}
     for song, (u, d) in zip(batch, trim_codes(up, down, lengths), strict=True):
@@ -242,7 +248,7 @@ def sham_music_songs(
     songs: Sequence[Song], music_of: Mapping[str, str], seed: int
 ) -> tuple[list[Song], dict[str, str]]:
     """Each song with the music of another music id (:func:`music_derangement` over the songs' music ids;
-    that song's features fitted to this one's length), its own first codes kept.
+    that song's features fitted to this one's length), its own first codes and genre kept.
 
     ``music_of``: {song name: music id}; every music id's features are taken from a song that has it.
     Returns the sham songs and {song name: the music id it is fed}."""
@@ -252,5 +258,5 @@ def sham_music_songs(
     for song in songs:
         fed[song.name] = other[music_of[song.name]]
         music = fit_length(features[fed[song.name]], len(song.music_7p5fps))
-        shams.append(Song(song.name, music, song.first_up, song.first_down))
+        shams.append(replace(song, music_7p5fps=music))
     return shams, fed

@@ -109,6 +109,7 @@ def generate_codes(
     lengths: Tensor | Sequence[int] | None = None,
     sampling: SamplingConfig = SamplingConfig(),  # frozen, so a shared default is safe
     progress: Callable[[int], None] | None = None,
+    genre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Generate up/down codes for a batch of songs.
 
@@ -118,14 +119,17 @@ def generate_codes(
     column k + 1 is predicted at step k; columns past ``lengths[i] + 1`` hold :data:`PAD_CODE`.
     The model runs in eval mode under ``torch.inference_mode`` (its training flag is restored after).
     ``progress(steps_done)`` is called after every step (e.g. a progress bar, or per-step timing).
+    ``genre`` (B,) labels of :mod:`danceba.genres` (a genre-conditioned model only; None: "any genre").
     """
     music, first_up, first_down, lengths = _checked_inputs(model, music, first_up, first_down, lengths)
+    if genre is not None:
+        genre = torch.as_tensor(genre, dtype=torch.long, device=music.device)
     steps = int(lengths.max()) if lengths.numel() else 0
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            up, down = _decode(model, music, first_up, first_down, steps, sampling, progress)
+            up, down = _decode(model, music, first_up, first_down, steps, sampling, progress, genre)
             past_end = torch.arange(up.shape[1], device=up.device) > lengths[:, None]
             up.masked_fill_(past_end, PAD_CODE)
             down.masked_fill_(past_end, PAD_CODE)
@@ -148,6 +152,7 @@ def _decode(
     steps: int,
     sampling: SamplingConfig,
     progress: Callable[[int], None] | None,
+    genre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     batch, length = music.shape[:2]
     up = first_up.new_zeros(batch, length + 1)
@@ -155,9 +160,9 @@ def _decode(
     up[:, :1], down[:, :1] = first_up, first_down
     window = context_window(model)
     if sampling.decode == "exact":
-        logits_at = _exact_logits(model, music, up, down, window)
+        logits_at = _exact_logits(model, music, up, down, window, genre)
     else:
-        logits_at = _cached_logits(IncrementalDecoder(model, music, window), up, down)
+        logits_at = _cached_logits(IncrementalDecoder(model, music, window, genre), up, down)
     generator = None
     if sampling.mode == "sample":
         generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
@@ -170,13 +175,15 @@ def _decode(
     return up, down
 
 
-def _exact_logits(model: CrossCondGPT, music: Tensor, up: Tensor, down: Tensor, window: int) -> LogitsAt:
+def _exact_logits(
+    model: CrossCondGPT, music: Tensor, up: Tensor, down: Tensor, window: int, genre: Tensor | None = None
+) -> LogitsAt:
     """The official step: the full forward over the window ending at time k, last position's logits."""
 
     def logits_at(k: int) -> tuple[Tensor, Tensor]:
         start = max(0, k - window + 1)
         logits_up, logits_down, _ = model(
-            up[:, start : k + 1], down[:, start : k + 1], music[:, start : k + 1]
+            up[:, start : k + 1], down[:, start : k + 1], music[:, start : k + 1], genre=genre
         )
         return logits_up[:, -1], logits_down[:, -1]
 

@@ -159,10 +159,11 @@ def write_tokens(
     lengths = write_token_music(music_60fps, music_7p5fps, train_music, token_music_out, factors)
     counts: dict[str, int] = {}
     vqvae.eval()
+    reader = tables.GroupReader(joints)  # one footer read for every sequence
 
     def copies(row) -> Iterator[tuple[str, str, str, np.ndarray]]:
         """(name, split, music id, joints) of a sequence and, in the training split, its stretched copies."""
-        joints_xyz = tables.read_group(joints, row.sequence, "joints").reshape(-1, 24, 3)
+        joints_xyz = reader.read(row.sequence, "joints").reshape(-1, 24, 3)
         yield row.sequence, row.split, row.music_id, joints_xyz
         for factor in factors if row.split == "train" else ():
             stretched = stretch_frames(joints_xyz, factor, stretched_length(len(joints_xyz), factor))

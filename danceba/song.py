@@ -188,9 +188,11 @@ def first_codes(tokens: Path, genre: str | None, vocab: int) -> tuple[str, tuple
     return genre, (up, down)
 
 
-def to_generation_songs(songs: Sequence[UserSong], first: tuple[int, int]) -> list[Song]:
-    """The songs as ``danceba.dance_generation.Song`` (same first codes for every song)."""
-    return [Song(song.name, song.music_7p5fps, *first) for song in songs]
+def to_generation_songs(
+    songs: Sequence[UserSong], first: tuple[int, int], genre: str | None = None
+) -> list[Song]:
+    """The songs as ``danceba.dance_generation.Song`` (same first codes and genre for every song)."""
+    return [Song(song.name, song.music_7p5fps, *first, genre=genre) for song in songs]
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from danceba.data.aistpp import AistppLayout
 from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import write_dance
 from danceba.export.video import render_dance_video
+from danceba.genres import sequence_genre
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
@@ -40,7 +41,7 @@ from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 def test_songs(
     sequences: Path, tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]
 ) -> tuple[list[Song], dict]:
-    """The pieces of ``splits`` with their music and ground-truth first codes; {name: music id}."""
+    """The pieces of ``splits`` with their music, ground-truth first codes and genre; {name: music id}."""
     index = read_sequence_index(sequences)
     index = index[index["split"].isin(splits)]
     if index.empty:
@@ -51,7 +52,7 @@ def test_songs(
         if row.sequence not in firsts:
             raise KeyError(f"{tokens}: no tokens for {row.sequence} (is its split in tokenize.splits?)")
         music = tables.read_group(music_7p5fps, row.music_id, "features")
-        songs.append(Song(row.sequence, music, *firsts[row.sequence]))
+        songs.append(Song(row.sequence, music, *firsts[row.sequence], genre=sequence_genre(row.sequence)))
     return songs, dict(zip(index["sequence"], index["music_id"], strict=True))
 
 

@@ -36,9 +36,9 @@ def paper() -> Params:
 
 
 def test_both_configs_load_strictly_and_spell_out_every_key() -> None:
-    assert {"embedded", "paper"} <= set(available_configs(ROOT))
+    assert {"embedded", "paper", "scale"} <= set(available_configs(ROOT))
     every_key = _keys(section_as_dict(Params()))
-    for name in ("embedded", "paper"):
+    for name in ("embedded", "paper", "scale"):
         assert isinstance(load_params(ROOT / "configs" / f"{name}.yaml"), Params)
         assert _keys(_raw(name)) == every_key, name
     assert _keys(_raw("embedded")) == _keys(_raw("paper"))
@@ -53,6 +53,16 @@ def test_embedded_config_is_the_mini_default() -> None:
     embedded = load_params(ROOT / "configs" / "embedded.yaml")
     assert embedded.data.source == "mini"
     assert embedded.train_gpt.model.n_embd < 768 and embedded.train_vqvae.model.width < 512
+
+
+def test_scale_config_is_the_embedded_default_with_aistpp_sized_data() -> None:
+    """configs/scale.yaml differs from configs/embedded.yaml in data.mini only (tests/test_mini.py checks
+    the shape it generates)."""
+    embedded, scale = _raw("embedded"), _raw("scale")
+    assert scale["data"]["mini"] != embedded["data"]["mini"]
+    scale["data"]["mini"] = embedded["data"]["mini"]
+    assert scale == embedded
+    assert load_params(ROOT / "configs" / "scale.yaml").data.source == "mini"
 
 
 def test_paper_sizes_give_the_reference_parameter_counts(paper: Params) -> None:

@@ -75,6 +75,25 @@ def tables_and_rows(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"paths": paths, "rows": rows, "report": report}
 
 
+def test_streamed_gt_features_equal_the_features_of_every_motion_at_once(tables_and_rows: dict) -> None:
+    """write_gt_features reads the motions row group by row group; the features are those of the whole
+    list in one call (the reference path), bit for bit, in the sequences' order."""
+    import pyarrow.parquet as pq
+
+    from danceba.features.motion import extract_motion_features, motion_protocol
+
+    paths = tables_and_rows["paths"]
+    names = pq.read_table(paths["sequences"]).column("sequence").to_pylist()
+    motions = [tables.read_group(paths["joints"], n, "joints").reshape(-1, 24, 3) for n in names]
+    written = pq.read_table(paths["gt"])
+    for protocol in ("bailando", "corrected"):
+        rows = written.filter(pa.compute.equal(written.column("protocol"), protocol))
+        assert rows.column("sequence").to_pylist() == names
+        kinetic, geometric = extract_motion_features(motions, motion_protocol(protocol), prediction=False)
+        np.testing.assert_array_equal(tables.fixed_list_to_numpy(rows, "kinetic"), kinetic)
+        np.testing.assert_array_equal(tables.fixed_list_to_numpy(rows, "geometric"), geometric)
+
+
 def test_every_row_has_every_metric_with_an_interval(tables_and_rows: dict) -> None:
     report = tables_and_rows["report"]
     assert list(report) == ["bailando", "corrected"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import soundfile
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import argrelextrema
 
-from danceba.config import MiniDatasetConfig
+from danceba.config import MiniDatasetConfig, load_params
 from danceba.data.aistpp import (
     AistppLayout,
     list_sequences,
@@ -22,7 +24,13 @@ from danceba.data.aistpp import (
     read_split,
     validate_layout,
 )
-from danceba.data.mini import MiniDatasetSummary, plan_mini_dataset, write_mini_dataset
+from danceba.data.mini import (
+    MiniDatasetSummary,
+    crossmodal_split,
+    plan_mini_dataset,
+    sequence_frames,
+    write_mini_dataset,
+)
 from danceba.skeleton import SMPL_JOINT_NAMES, forward_kinematics
 
 TINY = MiniDatasetConfig(
@@ -166,3 +174,117 @@ def test_motion_is_plausible(tiny: MiniDatasetSummary) -> None:
         assert np.all(poses[:, SMPL_JOINT_NAMES.index("lelbow"), 1] < 0.0), name  # no hyperextension
         assert np.all(poses[:, SMPL_JOINT_NAMES.index("relbow"), 1] > 0.0), name
         np.testing.assert_allclose(_joints(layout, name)[:, feet, 1].min(axis=1), 0.02, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# The knobs of the scale configuration (configs/scale.yaml): their defaults change nothing
+# ----------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+# sha256 over (relative path, sha256 of the bytes) of every file written, computed with the generator as it
+# was before the knobs below existed (the same on this machine's native and AVX2-pinned kernels). The
+# embedded default's dataset is also the one the committed dvc.lock records for data/raw.
+SMALL = MiniDatasetConfig(
+    seed=5, genres=("gBR", "gHO"), music_per_genre=2, dancers_per_music=1, choreographies_per_dancer=3,
+    seconds=3.0, sample_rate=8000,
+)  # fmt: skip
+FROZEN_DIGESTS = {
+    "small": "8f505fada9c1aba33554c1c21e5a55cfd95ea9bf3406a8d18b228c5ebcf3a7ce",
+    "embedded": "f2b8dac4375805d19b040822fd6184950386374e2e942fc0be2f806f0673d11c",
+}
+AIST_TEST_MUSIC = {"mBR0", "mPO1", "mLO2", "mMH3", "mLH4", "mHO5", "mWA0", "mKR2", "mJS3", "mJB5"}
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def test_default_knobs_write_the_same_bytes_as_before(tmp_path: Path) -> None:
+    write_mini_dataset(tmp_path / "small", SMALL)
+    assert _digest(tmp_path / "small") == FROZEN_DIGESTS["small"]
+
+
+@pytest.mark.slow
+def test_embedded_default_dataset_is_unchanged(tmp_path: Path) -> None:
+    config = load_params(ROOT / "configs" / "embedded.yaml").data.mini
+    write_mini_dataset(tmp_path / "raw", config)
+    assert _digest(tmp_path / "raw") == FROZEN_DIGESTS["embedded"]
+
+
+def test_scale_config_has_the_shape_of_aistpp() -> None:
+    config = load_params(ROOT / "configs" / "scale.yaml").data.mini
+    musics, sequences = plan_mini_dataset(config)
+    testval = {m.music_id for m in musics if m.split == "testval"}
+    splits = Counter(crossmodal_split(s, testval) for s in sequences)
+    seconds = np.array([sequence_frames(config, s) for s in sequences]) / 60.0
+    assert len(sequences) == len({s.name for s in sequences}) == 1408
+    assert dict(splits) == {"train": 980, "val": 20, "test": 20, "other": 388}
+    assert (
+        len({s.genre for s in sequences}) == 10 and len(musics) == len({s.music_id for s in sequences}) == 60
+    )
+    assert testval == AIST_TEST_MUSIC
+    assert config.ignored_train + config.ignored_other == 45 and config.ignored_train == 28
+    assert 1.05e6 < seconds.sum() * 60 < 1.2e6  # AIST++: 1,123,113 frames (5.2 h)
+    assert 12.5 < seconds.mean() < 14.0 and 7.0 <= seconds.min() and seconds.max() <= 48.0
+    basic = [s for s in sequences if s.situation == "sBM"]
+    assert all(s.situation == "sBM" for s in sequences if crossmodal_split(s, testval) in ("val", "test"))
+    assert 1100 < len(basic) < 1300  # AIST++: ~1,200 basic, ~200 advanced dances
+
+
+TRIMMED = dataclasses.replace(
+    TINY, genres=("gBR", "gPO", "gJB"), dancers_per_music=2, choreographies_per_dancer=4, basic_choreographies=3,
+    sequences=20, train_sequences=7, ignored_train=2, ignored_other=1, seconds=3.0, advanced_seconds=7.0,
+    seconds_spread=0.2, sample_rate=8000,
+)  # fmt: skip
+
+
+def test_trimmed_grid_with_drawn_lengths_is_written_as_planned(tmp_path: Path) -> None:
+    summary = write_mini_dataset(tmp_path / "a", TRIMMED)
+    layout = AistppLayout(summary.root)
+    musics, sequences = plan_mini_dataset(TRIMMED)
+    assert len(summary.sequences) == 20 and (len(summary.train), len(summary.val), len(summary.test)) == (
+        7,
+        6,
+        6,
+    )
+    assert validate_layout(layout).complete
+    ignored = read_ignore_list(layout)
+    assert len(ignored & set(summary.train)) == 2 and len(ignored - set(summary.train)) == 1
+    assert not ignored & set(summary.val + summary.test)
+    frames = {s.name: sequence_frames(TRIMMED, s) for s in sequences}
+    assert summary.frames == sum(frames.values())
+    for s in sequences:
+        mean = 7.0 if s.situation == "sFM" else 3.0
+        assert read_motion_pkl(layout.motion_path(s.name)).n_frames == frames[s.name]
+        assert 0.8 * mean * 60 - 1 <= frames[s.name] <= 1.2 * mean * 60 + 1, s.name
+    assert len(set(frames.values())) > 10  # lengths are drawn, not fixed
+    for music in musics:
+        longest = max(frames[s.name] for s in sequences if s.music_id == music.music_id)
+        wav_seconds = soundfile.info(layout.wav_path(music.music_id)).duration
+        assert wav_seconds >= longest / 60 - 1e-6 and wav_seconds >= TRIMMED.seconds - 1e-6
+    again = write_mini_dataset(tmp_path / "b", TRIMMED)
+    assert _digest(again.root) == _digest(summary.root)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"sequences": 12}, "data.mini.sequences"),  # fewer than val + test + training sequences
+        ({"sequences": 40}, "data.mini.sequences"),  # more than the grid holds
+        ({"train_sequences": 99}, "data.mini.train_sequences"),
+        ({"basic_choreographies": 1}, "basic_choreographies"),
+        ({"basic_choreographies": 5}, "basic_choreographies"),
+        ({"ignored_train": 8}, "data.mini.ignored_train"),
+        ({"ignored_other": 9}, "data.mini.ignored_other"),
+        ({"seconds": 2.2}, "data.mini.seconds"),  # shortest dance under 2 s with the spread
+    ],
+)
+def test_impossible_trim_or_lengths_are_refused_naming_the_key(
+    change: dict, key: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        write_mini_dataset(tmp_path, dataclasses.replace(TRIMMED, **change))

@@ -50,6 +50,21 @@ def test_read_one_group_and_all(tmp_path: Path, rng: np.random.Generator) -> Non
         tables.read_group(path, "zz", "joints")
 
 
+def test_group_reader_reads_any_key_as_read_group_does(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = _groups(rng)
+    path = tmp_path / "t.parquet"
+    tables.write_grouped_table(
+        path, (tables.frame_table("sequence", k, "joints", v) for k, v in data.items())
+    )
+    reader = tables.GroupReader(path)
+    assert reader.keys == ["a", "b", "c"] and "b" in reader and "zz" not in reader
+    for key in ("c", "a", "b", "a"):  # any order, any number of times
+        np.testing.assert_array_equal(reader.read(key, "joints"), data[key])
+        np.testing.assert_array_equal(reader.read(key, "joints"), tables.read_group(path, key, "joints"))
+    with pytest.raises(KeyError, match="no rows for 'zz'"):
+        reader.read("zz", "joints")
+
+
 def test_failed_write_keeps_the_previous_file(tmp_path: Path, rng: np.random.Generator) -> None:
     path = tmp_path / "t.parquet"
     good = _groups(rng)

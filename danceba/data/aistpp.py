@@ -27,22 +27,10 @@ import numpy as np
 
 from danceba.atomic import atomic_path
 from danceba.data.numeric_pickle import PickleRefused, load_numeric_pickle
+from danceba.genres import GENRES
 
 FPS = 60
 SPLIT_NAMES = ("train", "val", "test")
-
-GENRES: dict[str, str] = {
-    "gBR": "Break",
-    "gPO": "Pop",
-    "gLO": "Lock",
-    "gMH": "Middle Hip-hop",
-    "gLH": "LA style Hip-hop",
-    "gHO": "House",
-    "gWA": "Waack",
-    "gKR": "Krump",
-    "gJS": "Street Jazz",
-    "gJB": "Ballet Jazz",
-}
 
 SEQUENCE_RE = re.compile(r"(g[A-Z]{2})_(s[A-Z]{2})_(c(?:All|\d{2}))_(d\d{2})_(m[A-Z]{2}\d)_(ch\d{2})")
 MUSIC_ID_RE = re.compile(r"m([A-Z]{2})(\d)")

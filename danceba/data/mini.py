@@ -10,12 +10,19 @@ and the pipeline needs no download. It is built to look like dance to the metric
   vocabulary of :mod:`danceba.data.mini_styles`.
 - **Splits** as the crossmodal ones: per genre the first music id is the test/val music (AIST++'s own,
   e.g. ``mBR0``, ``mHO5``), val = ``sBM`` ``ch01`` and test = ``sBM`` ``ch02`` on it; train = every
-  sequence on the other music. ``ignore_list.txt`` names two training sequences whose motion carries
-  fitting glitches, as the real list names badly reconstructed ones.
+  sequence on the other music; the test/val music's other sequences are in no split. ``ignore_list.txt``
+  names ``ignored_train`` training sequences (and ``ignored_other`` of those in no split) whose motion
+  carries fitting glitches, as the real list names badly reconstructed ones.
+- **Size**: a grid of genres x music x dancers x choreographies, optionally trimmed (``sequences``,
+  ``train_sequences``) at evenly spaced positions; each dance lasts ``seconds`` (basic, ``sBM``) or
+  ``advanced_seconds`` (``sFM``), optionally drawn around that (``seconds_spread``), and each piece of
+  music as long as its longest dance. The defaults keep the embedded dataset's bytes;
+  ``configs/scale.yaml`` gives AIST++'s shape (1,408 sequences, 1.1 M frames).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +59,8 @@ class MiniDatasetSummary:
     val: tuple[str, ...]
     test: tuple[str, ...]
     ignored: tuple[str, ...]
-    frames_per_sequence: int
+    frames_per_sequence: int  # of a basic dance without ``seconds_spread`` (every dance by default)
+    frames: int  # of all the dances together
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,7 +79,12 @@ def _check_config(config: MiniDatasetConfig) -> None:
         ("dancers_per_music", config.dancers_per_music >= 1, f"need >= 1, got {config.dancers_per_music}"),
         ("choreographies_per_dancer", config.choreographies_per_dancer >= 2,
          f"need >= 2 (ch01 is val, ch02 test), got {config.choreographies_per_dancer}"),
-        ("seconds", config.seconds >= 2.0, f"need >= 2 s, got {config.seconds}"),
+        ("basic_choreographies", 2 <= config.basic_choreographies <= config.choreographies_per_dancer,
+         f"need 2..choreographies_per_dancer (ch01 val, ch02 test are basic), got {config.basic_choreographies}"),
+        ("seconds", config.seconds * (1 - config.seconds_spread) >= 2.0,
+         f"need >= 2 s for the shortest dance, got {config.seconds} with spread {config.seconds_spread}"),
+        ("advanced_seconds", config.advanced_seconds == 0 or config.advanced_seconds * (1 - config.seconds_spread) >= 2.0,
+         f"need 0 (= seconds) or >= 2 s for the shortest dance, got {config.advanced_seconds}"),
         ("sample_rate", config.sample_rate >= 8000, f"need >= 8000 Hz, got {config.sample_rate}"),
     ]  # fmt: skip
     bad = [f"data.mini.{key}: {why}" for key, ok, why in checks if not ok]
@@ -93,11 +106,55 @@ def plan_mini_dataset(config: MiniDatasetConfig) -> tuple[tuple[MiniMusic, ...],
             for d in range(config.dancers_per_music):
                 dancer = f"d{position * config.dancers_per_music + d + 1:02d}"
                 for c in range(config.choreographies_per_dancer):
-                    situation = "sBM" if c < 2 else "sFM"
+                    situation = "sBM" if c < config.basic_choreographies else "sFM"
                     sequences.append(
                         SequenceName(genre, situation, "cAll", dancer, music_id, f"ch{c + 1:02d}")
                     )
-    return tuple(musics), tuple(sequences)
+    return tuple(musics), _kept_sequences(config, musics, sequences)
+
+
+def crossmodal_split(sequence: SequenceName, testval_music: set[str]) -> str:
+    """``train`` (on a training piece), ``val`` / ``test`` (basic ``ch01`` / ``ch02`` on a test/val piece)
+    or ``other`` (the rest of the test/val pieces' sequences: in no crossmodal split)."""
+    if sequence.music_id not in testval_music:
+        return "train"
+    if sequence.situation == "sBM" and sequence.choreography in ("ch01", "ch02"):
+        return "val" if sequence.choreography == "ch01" else "test"
+    return "other"
+
+
+def _evenly_spread(items: list, count: int) -> list:
+    """``count`` of ``items`` at evenly spaced positions (all of them when ``count`` is their number)."""
+    return [items[(i * len(items)) // count] for i in range(count)]
+
+
+def _kept_sequences(
+    config: MiniDatasetConfig, musics: list[MiniMusic], grid: list[SequenceName]
+) -> tuple[SequenceName, ...]:
+    """The grid trimmed to ``sequences`` / ``train_sequences`` (0 = all), in grid order."""
+    if not config.sequences and not config.train_sequences:
+        return tuple(grid)
+    testval = {m.music_id for m in musics if m.split == "testval"}
+    by_split: dict[str, list[SequenceName]] = {"train": [], "val": [], "test": [], "other": []}
+    for s in grid:
+        by_split[crossmodal_split(s, testval)].append(s)
+    n_train = config.train_sequences or len(by_split["train"])
+    fixed = n_train + len(by_split["val"]) + len(by_split["test"])
+    n_other = config.sequences - fixed if config.sequences else len(by_split["other"])
+    bad = []
+    if not 1 <= n_train <= len(by_split["train"]):
+        bad.append(f"data.mini.train_sequences: the grid has {len(by_split['train'])}, got {n_train}")
+    if not 0 <= n_other <= len(by_split["other"]):
+        bad.append(
+            f"data.mini.sequences: need {fixed}..{fixed + len(by_split['other'])} (val, test and "
+            f"{n_train} training sequences, plus up to the grid's {len(by_split['other'])} in no split), "
+            f"got {config.sequences}"
+        )
+    if bad:
+        raise ValueError("; ".join(bad))
+    kept = set(_evenly_spread(by_split["train"], n_train) + _evenly_spread(by_split["other"], n_other))
+    kept |= set(by_split["val"] + by_split["test"])
+    return tuple(s for s in grid if s in kept)
 
 
 def _rng(config: MiniDatasetConfig, *key: int) -> np.random.Generator:
@@ -106,6 +163,36 @@ def _rng(config: MiniDatasetConfig, *key: int) -> np.random.Generator:
 
 def _genre_key(genre: str) -> int:
     return list(GENRES).index(genre)
+
+
+def _sequence_key(s: SequenceName) -> tuple[int, ...]:
+    """(genre, music digit, dancer, choreography, advanced?): the integers seeding a sequence's streams."""
+    return (_genre_key(s.genre), int(s.music_id[-1]), int(s.dancer[1:]), int(s.choreography[2:]),
+            int(s.situation == "sFM"))  # fmt: skip
+
+
+def sequence_frames(config: MiniDatasetConfig, s: SequenceName) -> int:
+    """60 fps frames of one dance: its mean length (``seconds``, or ``advanced_seconds`` for an advanced
+    one), times U(1 - spread, 1 + spread) from its own seed stream when ``seconds_spread`` > 0."""
+    seconds = config.advanced_seconds if s.situation == "sFM" and config.advanced_seconds else config.seconds
+    if config.seconds_spread:
+        spread = config.seconds_spread
+        seconds *= float(_rng(config, 7, *_sequence_key(s)).uniform(1 - spread, 1 + spread))
+    return round(seconds * FPS)
+
+
+def _music_seconds(config: MiniDatasetConfig, longest_frames: int) -> float:
+    """A piece lasts ``seconds``, or as long as its longest dance (to the next sample) when that one is longer."""
+    if longest_frames <= round(config.seconds * FPS):
+        return config.seconds
+    return math.ceil(longest_frames * config.sample_rate / FPS) / config.sample_rate
+
+
+def _drawn(config: MiniDatasetConfig, stream: int, names: list[str], count: int, key: str) -> list[str]:
+    """``count`` of ``names`` drawn without replacement from seed stream ``stream``."""
+    if count > len(names):
+        raise ValueError(f"data.mini.{key}: only {len(names)} sequences to draw from, got {count}")
+    return [names[i] for i in _rng(config, stream).choice(len(names), size=count, replace=False)]
 
 
 def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -123,33 +210,29 @@ def write_mini_dataset(root: Path, config: MiniDatasetConfig) -> MiniDatasetSumm
     musics, sequences = plan_mini_dataset(config)
     layout = AistppLayout(Path(root))
     bpm = {m.music_id: m.bpm for m in musics}
+    frames = {s.name: sequence_frames(config, s) for s in sequences}
     for m in musics:
+        longest = max((frames[s.name] for s in sequences if s.music_id == m.music_id), default=0)
         rng = _rng(config, 1, _genre_key(m.genre), int(m.music_id[-1]))
-        audio = synthesize_music(m.genre, m.bpm, config.seconds, config.sample_rate, rng)
+        audio = synthesize_music(m.genre, m.bpm, _music_seconds(config, longest), config.sample_rate, rng)
         _write_wav(layout.wav_path(m.music_id), audio, config.sample_rate)
 
     testval = {m.music_id for m in musics if m.split == "testval"}
-    train = [s.name for s in sequences if s.music_id not in testval]
-    val = [
-        s.name
-        for s in sequences
-        if s.music_id in testval and s.situation == "sBM" and s.choreography == "ch01"
-    ]
-    test = [
-        s.name
-        for s in sequences
-        if s.music_id in testval and s.situation == "sBM" and s.choreography == "ch02"
-    ]
-    pick = _rng(config, 3).choice(len(train), size=min(2, len(train)), replace=False)
-    ignored = sorted(train[i] for i in pick)
+    split_of = {s.name: crossmodal_split(s, testval) for s in sequences}
+    train, val, test, other = (
+        [n for n in split_of if split_of[n] == k] for k in ("train", "val", "test", "other")
+    )
+    ignored = sorted(
+        _drawn(config, 3, train, config.ignored_train, "ignored_train")
+        + (_drawn(config, 6, other, config.ignored_other, "ignored_other") if config.ignored_other else [])
+    )
 
-    n_frames = round(config.seconds * FPS)
     for s in sequences:
-        genre, dancer_no, ch = _genre_key(s.genre), int(s.dancer[1:]), int(s.choreography[2:])
+        genre, music_digit, dancer_no, ch, advanced = _sequence_key(s)
         dancer = DancerStyle.draw(_rng(config, 4, genre, dancer_no))
-        choreo_rng = _rng(config, 5, genre, dancer_no, ch, int(s.situation == "sFM"))
-        rng = _rng(config, 2, genre, int(s.music_id[-1]), dancer_no, ch, int(s.situation == "sFM"))
-        poses, transl = synthesize_motion(s.genre, bpm[s.music_id], n_frames, dancer, choreo_rng, rng)
+        choreo_rng = _rng(config, 5, genre, dancer_no, ch, advanced)
+        rng = _rng(config, 2, genre, music_digit, dancer_no, ch, advanced)
+        poses, transl = synthesize_motion(s.genre, bpm[s.music_id], frames[s.name], dancer, choreo_rng, rng)
         loss = float(rng.uniform(0.5, 1.5))
         if s.name in ignored:
             poses, loss = add_fitting_glitches(poses, rng), 10.0 * loss
@@ -166,5 +249,6 @@ def write_mini_dataset(root: Path, config: MiniDatasetConfig) -> MiniDatasetSumm
         val=tuple(sorted(val)),
         test=tuple(sorted(test)),
         ignored=tuple(ignored),
-        frames_per_sequence=n_frames,
+        frames_per_sequence=round(config.seconds * FPS),
+        frames=sum(frames.values()),
     )

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from danceba import tables
+from danceba.genres import ANY_GENRE
 from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
 
 FRAMES_PER_TOKEN = 8
@@ -82,7 +83,9 @@ class TokenWindows(Dataset):
     Each item (Bailando's training step): ``up_in, down_in`` = codes[:-1] (block,), ``up_target,
     down_target`` = codes[1:] (block,), ``music`` (block, n_music) = music frames
     ``music_start + 1 .. music_start + block`` — frame j + 1 is paired with input token j to predict
-    token j + 1 (the reference's ``music_seq[:, 1:]``). Music is sliced on the fly, never copied per window.
+    token j + 1 (the reference's ``music_seq[:, 1:]``), ``genre`` () int64 = the window's genre label
+    (:mod:`danceba.genres`; "any genre" when ``genre`` is not given). Music is sliced on the fly, never
+    copied per window.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class TokenWindows(Dataset):
         music_id: list[str],
         music_start: np.ndarray,
         music: Mapping[str, np.ndarray],
+        genre: np.ndarray | None = None,
     ) -> None:
         if up.shape != down.shape or up.ndim != 2:
             raise ValueError(
@@ -103,6 +107,11 @@ class TokenWindows(Dataset):
         self.music_start = np.asarray(music_start, dtype=np.int64)
         self.music = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in music.items()}
         self.block = up.shape[1] - 1
+        self.genre = (
+            torch.full((len(up),), ANY_GENRE) if genre is None else torch.as_tensor(genre, dtype=torch.long)
+        )
+        if self.genre.shape != (len(up),):
+            raise ValueError(f"genre: expected ({len(up)},) labels, got shape {tuple(self.genre.shape)}")
         for mid, start in zip(self.music_id, self.music_start, strict=True):
             if mid not in self.music:
                 raise KeyError(f"no music features for music id {mid!r}")
@@ -122,4 +131,5 @@ class TokenWindows(Dataset):
             "up_target": self.up[i, 1:],
             "down_target": self.down[i, 1:],
             "music": self.music[self.music_id[i]][start : start + self.block],
+            "genre": self.genre[i],
         }

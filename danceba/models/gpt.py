@@ -20,6 +20,11 @@ blocks), ``gate_activation``, ``pmmm`` (``single``: one branch over the 3t seque
 tokens into down logits, see ``danceba.models.pmmm``; ``none``: the head's layers are attention blocks like
 the base's). PRE and the ``single`` branch make the model non-causal; every other setting is causal in time.
 
+``genre_conditioning=True`` (not in the paper, whose limitations list genre control as future work): an
+embedding of the dance genre (:mod:`danceba.genres`: AIST++'s 10 genres and an "any genre" label) is added
+to every position of ``[music | up | down]``, a per-sequence style bias; ``forward(..., genre=(B,))``, and
+``genre=None`` reads "any genre".
+
 ``activation_checkpointing=True`` (a memory saver, same maths): in training, each PMMM branch's
 ``Mamba(RMSNorm(s))`` keeps only its input for the backward and is recomputed there (see
 ``danceba.models.pmmm``). At the paper size with the pure-PyTorch scan that drops ~290 MiB per Mamba call
@@ -53,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from danceba.genres import ANY_GENRE, N_GENRE_LABELS
 from danceba.models.attention import PreNormBlock, RMSNorm, TGCABlock, cross_conditional_mask
 from danceba.models.gpt_weights import init_weights
 from danceba.models.mamba import Mamba
@@ -93,6 +99,7 @@ class GPTConfig:
     faithful: bool = False
     activation_checkpointing: bool = False  # recompute each PMMM Mamba in the backward (training only)
     music_norm: bool = False  # z-score the music with training-split statistics stored in the model
+    genre_conditioning: bool = False  # a genre embedding (10 AIST++ genres + "any") added to every position
 
     def __post_init__(self) -> None:
         choices = {
@@ -178,6 +185,8 @@ class GPTBase(nn.Module):
         if config.music_norm:  # set from the training split by set_music_statistics; saved with the weights
             self.register_buffer("music_mean", torch.zeros(config.n_music))
             self.register_buffer("music_std", torch.ones(config.n_music))
+        if config.genre_conditioning:
+            self.genre_emb = nn.Embedding(N_GENRE_LABELS, config.n_embd)
         self.drop = nn.Dropout(config.embd_pdrop)
         self.blocks = nn.ModuleList(_attention_block(config) for _ in range(config.n_layer_base))
 
@@ -203,13 +212,38 @@ class GPTBase(nn.Module):
             return self.position_scale * self.pos_emb(music)
         return None
 
+    def genre_term(self, genre: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """The additive genre term (B, 1, D) of labels ``genre`` (B,) (None: "any genre" for every row), or
+        None for a model without ``genre_conditioning`` (which refuses a ``genre``)."""
+        if not self.config.genre_conditioning:
+            if genre is not None:
+                raise ValueError(
+                    "genre: this GPT was trained without genre conditioning (train_gpt.model.genre_conditioning)"
+                )
+            return None
+        if genre is None:
+            genre = torch.full((batch,), ANY_GENRE, dtype=torch.long, device=self.genre_emb.weight.device)
+        if genre.shape != (batch,):
+            raise ValueError(f"genre: expected ({batch},) labels, got shape {tuple(genre.shape)}")
+        return self.genre_emb(genre)[:, None, :]
+
     def forward(
-        self, up_idx: torch.Tensor, down_idx: torch.Tensor, music: torch.Tensor, mask: torch.Tensor
+        self,
+        up_idx: torch.Tensor,
+        down_idx: torch.Tensor,
+        music: torch.Tensor,
+        mask: torch.Tensor,
+        genre: torch.Tensor | None = None,
     ) -> torch.Tensor:
         music = self.normalise_music(music)
         x = torch.cat([self.cond_emb(music), self.tok_emb_up(up_idx), self.tok_emb_down(down_idx)], dim=1)
         position = self.positional(music)
-        x = self.drop(x if position is None else x + position)
+        if position is not None:
+            x = x + position
+        genre_term = self.genre_term(genre, x.shape[0])
+        if genre_term is not None:
+            x = x + genre_term
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, mask)
         return x
@@ -264,12 +298,14 @@ class CrossCondGPT(nn.Module):
         down_idx: torch.Tensor,
         music: torch.Tensor,
         targets: tuple[torch.Tensor, torch.Tensor] | None = None,
+        genre: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """up_idx, down_idx (B, t) int64, music (B, t, n_music), targets ((B, t), (B, t)) or None ->
-        logits_up (B, t, vocab_up), logits_down (B, t, vocab_down), loss = CE(up) + CE(down) or None."""
+        """up_idx, down_idx (B, t) int64, music (B, t, n_music), targets ((B, t), (B, t)) or None, genre
+        (B,) labels of :mod:`danceba.genres` or None (genre-conditioned models only) -> logits_up
+        (B, t, vocab_up), logits_down (B, t, vocab_down), loss = CE(up) + CE(down) or None."""
         t = _check_inputs(self.config, up_idx, down_idx, music)
         mask = self.mask(t, up_idx.device)
-        logits_up, logits_down = self.gpt_head(self.gpt_base(up_idx, down_idx, music, mask), mask)
+        logits_up, logits_down = self.gpt_head(self.gpt_base(up_idx, down_idx, music, mask, genre), mask)
         if targets is None:
             return logits_up, logits_down, None
         targets_up, targets_down = targets

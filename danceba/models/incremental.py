@@ -120,13 +120,13 @@ def new_position_terms(base: GPTBase, music_window: Tensor) -> Tensor | None:
 class IncrementalDecoder:
     """Cached step-by-step decoding of one batch of songs (eval mode; call under ``torch.inference_mode``).
 
-    ``IncrementalDecoder(model, music (B, L, n_music), window)``, then for k = 0, 1, ...:
+    ``IncrementalDecoder(model, music (B, L, n_music), window, genre (B,) or None)``, then for k = 0, 1, ...:
     ``step(up_k (B,), down_k (B,)) -> logits_up (B, vocab_up), logits_down (B, vocab_down)``, the
     prediction of time k + 1 from codes and music up to time k. ``window`` (the sampler's context,
     ``block_size - 1``) bounds the attention span and the PRE/positional window.
     """
 
-    def __init__(self, model: CrossCondGPT, music: Tensor, window: int) -> None:
+    def __init__(self, model: CrossCondGPT, music: Tensor, window: int, genre: Tensor | None = None) -> None:
         config = model.config
         if model.training:
             raise ValueError(
@@ -143,6 +143,7 @@ class IncrementalDecoder:
         self.window = window
         self.music = model.gpt_base.normalise_music(music)
         self.music_tokens = model.gpt_base.cond_emb(self.music)  # (B, L, D)
+        self.genre_term = model.gpt_base.genre_term(genre, music.shape[0])  # (B, 1, D) or None
         self.time = 0
         self.blocks = [*model.gpt_base.blocks, *model.gpt_head.blocks]
         if hasattr(model.gpt_head, "block_base"):
@@ -164,7 +165,11 @@ class IncrementalDecoder:
             )
         x = torch.stack([self.music_tokens[:, k], base.tok_emb_up(up), base.tok_emb_down(down)], dim=1)
         position = new_position_terms(base, self.music[:, max(0, k - self.window + 1) : k + 1])
-        x = base.drop(x if position is None else x + position)  # (B, 3, D)
+        if position is not None:
+            x = x + position
+        if self.genre_term is not None:
+            x = x + self.genre_term
+        x = base.drop(x)  # (B, 3, D)
         for i, (block, state) in enumerate(zip(self.blocks, self.states, strict=True)):
             if isinstance(block, PMMMBlock):
                 x, self.states[i] = pmmm_step(block, x, state)

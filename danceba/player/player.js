@@ -4,7 +4,8 @@
 // without music, or past its end); every dance shows its frame round(fps * t). Joints of .npz dances come
 // from the server as float32 (T, 24, 3); .bvh dances are parsed here by three.js's BVHLoader and their
 // joints are the loaded bones' world positions. window.danceba holds test hooks that read what is drawn
-// (the meshes' transforms), not the data that was sent.
+// (the meshes' transforms), not the data that was sent. The self-contained report (danceba/html_report.py)
+// is this page with the server's answers written into it (#danceba-embedded): then nothing is fetched.
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 import { BVHLoader } from 'three/addons/loaders/BVHLoader.js';
@@ -227,8 +228,18 @@ function frameCamera() {
 
 // ------------------------------------------------------------------------------------------ loading
 
+// The report's answers, by URL: {json: {url: payload}, bytes: {url: base64}}; null under `danceba view`.
+const embeddedData = document.getElementById('danceba-embedded');
+const embedded = embeddedData && JSON.parse(embeddedData.textContent);
+
+function embeddedResponse(url) {
+  if (url in embedded.json) return new Response(JSON.stringify(embedded.json[url]));
+  if (url in embedded.bytes) return new Response(Uint8Array.from(atob(embedded.bytes[url]), (c) => c.charCodeAt(0)));
+  return new Response(JSON.stringify({ error: 'not in this report' }), { status: 404, statusText: 'Not Found' });
+}
+
 async function fetchOk(url, options) {
-  const response = await fetch(url, options);
+  const response = embedded ? embeddedResponse(url) : await fetch(url, options);
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = (await response.json()).error; } catch { /* not JSON */ }

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 
 from danceba import tables
 from danceba.data.windows import TokenWindows
+from danceba.genres import ANY_GENRE, genre_label, sequence_genre
 from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
 from danceba.motion_tokens import read_tokens, token_arrays
 from danceba.provenance import code_digest
@@ -54,12 +55,14 @@ class TrainGPTConfig:
     eval_splits: tuple[SplitName, ...] = ("val", "test")
     max_eval_windows: PositiveInt = 1024
     code_noise: Fraction = 0.0  # training only: probability of replacing each input code by a random one
+    genre_dropout: Fraction = 0.0  # training only: probability of a window's genre label becoming "any"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.code_noise < 1.0:
-            raise ValueError(
-                f"train_gpt.code_noise: expected a probability in [0, 1), got {self.code_noise!r}"
-            )
+        for name in ("code_noise", "genre_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"train_gpt.{name}: expected a probability in [0, 1), got {getattr(self, name)!r}"
+                )
 
 
 def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> TokenWindows:
@@ -67,12 +70,14 @@ def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> 
     table = read_tokens(tokens, splits)
     music_ids = sorted(set(table.column("music_id").to_pylist()))
     music = {mid: tables.read_group(music_7p5fps, mid, "features") for mid in music_ids}
+    labels = {name: genre_label(sequence_genre(name)) for name in set(table.column("sequence").to_pylist())}
     return TokenWindows(
         token_arrays(table, "up"),
         token_arrays(table, "down"),
         table.column("music_id").to_pylist(),
         table.column("music_start").to_numpy(),
         music,
+        np.array([labels[name] for name in table.column("sequence").to_pylist()], dtype=np.int64),
     )
 
 
@@ -85,14 +90,32 @@ def corrupt_codes(codes: torch.Tensor, probability: float, vocab: int) -> torch.
     return torch.where(replace_mask, torch.randint_like(codes, vocab), codes)
 
 
-def gpt_loss(code_noise: float, vocab: tuple[int, int]) -> Callable:
+def drop_genre(genre: torch.Tensor, probability: float) -> torch.Tensor:
+    """genre (B,) labels -> a copy where each becomes "any genre" with ``probability`` (torch's global RNG,
+    drawn only when ``probability > 0``): the model learns the "any genre" label too."""
+    if probability <= 0:
+        return genre
+    return torch.where(torch.rand(genre.shape, device=genre.device) < probability, ANY_GENRE, genre)
+
+
+def batch_genre(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The batch's genre labels for a genre-conditioned model, None for any other."""
+    return batch["genre"] if model.config.genre_conditioning else None
+
+
+def gpt_loss(code_noise: float, vocab: tuple[int, int], genre_dropout: float = 0.0) -> Callable:
     """``loss_fn`` for the loop: CE(up) + CE(down) of the next codes, the input codes corrupted with
-    probability ``code_noise`` (targets never are): the model cannot lean on the code history alone."""
+    probability ``code_noise`` (targets never are): the model cannot lean on the code history alone.
+    A genre-conditioned model reads each window's genre, dropped to "any" with ``genre_dropout``."""
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         up_in = corrupt_codes(batch["up_in"], code_noise, vocab[0])
         down_in = corrupt_codes(batch["down_in"], code_noise, vocab[1])
-        _, _, loss = model(up_in, down_in, batch["music"], targets=(batch["up_target"], batch["down_target"]))
+        genre = batch_genre(model, batch)
+        if genre is not None:
+            genre = drop_genre(genre, genre_dropout)
+        targets = (batch["up_target"], batch["down_target"])
+        _, _, loss = model(up_in, down_in, batch["music"], targets=targets, genre=genre)
         return loss, {}
 
     return loss_fn
@@ -120,7 +143,9 @@ def sham_music_windows(data: TokenWindows, seed: int = 0) -> TokenWindows:
         for s, mid in zip(data.music_start, music_id, strict=True)
     ]
     music = {mid: v.numpy() for mid, v in data.music.items()}
-    return TokenWindows(data.up.numpy(), data.down.numpy(), music_id, np.asarray(start), music)
+    return TokenWindows(
+        data.up.numpy(), data.down.numpy(), music_id, np.asarray(start), music, data.genre.numpy()
+    )
 
 
 def _subset(data: TokenWindows, limit: int) -> Subset | TokenWindows:
@@ -163,6 +188,7 @@ def _scores(model: torch.nn.Module, loader: DataLoader) -> dict[str, float]:
             batch["down_in"],
             batch["music"],
             targets=(batch["up_target"], batch["down_target"]),
+            genre=batch_genre(model, batch),
         )
         n = len(batch["up_in"])
         total_loss += float(loss) * n
@@ -204,7 +230,7 @@ def train_gpt(
     )
     result = train(
         model,
-        gpt_loss(config.code_noise, (config.model.vocab_up, config.model.vocab_down)),
+        gpt_loss(config.code_noise, (config.model.vocab_up, config.model.vocab_down), config.genre_dropout),
         train_data,
         replace(config.train, best_metric=BEST_METRIC, best_mode="min"),
         config.optim,
