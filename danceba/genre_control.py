@@ -12,8 +12,10 @@ the training split's ground truth, names the genre of each dance. Per model:
   requests and over the other-genre ones: does the dance keep the beat when it changes style;
 * ``mean_joint_speed`` (m/s): does it still move.
 
-The unconditioned model (same first codes, no genre input) is the control: whatever it gets right comes
-from the first codes and the music alone.
+Controls: the unconditioned model with the same first codes and no genre input (``--genre`` of an
+unconditioned model: whatever it gets right comes from the first codes and the music), and both models
+from each piece's own ground-truth first codes (the evaluation's start): there the genre input is the
+only thing that tells the request, and the unconditioned model is at chance by construction.
 """
 
 from __future__ import annotations
@@ -38,23 +40,20 @@ REQUEST_SEPARATOR = "@"
 
 
 def genre_requests(
-    songs: Sequence[Song], genres: Sequence[str], first_codes: Mapping[str, tuple[int, int]]
+    songs: Sequence[Song], genres: Sequence[str], first_codes: Mapping[str, tuple[int, int]] | None
 ) -> list[Song]:
-    """Each song once per genre: ``<name>@<genre>``, that genre's first codes, ``genre`` = the request."""
-    missing = [g for g in genres if g not in first_codes]
+    """Each song once per genre: ``<name>@<genre>``, that genre's first codes (``first_codes`` None: the
+    song's own, i.e. nothing but the genre input tells the request), ``genre`` = the request."""
+    missing = [g for g in genres if first_codes is not None and g not in first_codes]
     if missing:
         raise ValueError(f"genre requests: no first codes for {missing} (no training dances of them)")
-    return [
-        replace(
-            song,
-            name=f"{song.name}{REQUEST_SEPARATOR}{genre}",
-            first_up=first_codes[genre][0],
-            first_down=first_codes[genre][1],
-            genre=genre,
-        )
-        for song in songs
-        for genre in genres
-    ]
+    requests = []
+    for song in songs:
+        for genre in genres:
+            up, down = (song.first_up, song.first_down) if first_codes is None else first_codes[genre]
+            name = f"{song.name}{REQUEST_SEPARATOR}{genre}"
+            requests.append(replace(song, name=name, first_up=up, first_down=down, genre=genre))
+    return requests
 
 
 def mean_joint_speed(joints: np.ndarray) -> float:

@@ -53,6 +53,13 @@ def test_requests_give_every_piece_every_genre_with_its_first_codes() -> None:
         ("p2@gBR", "gBR", 7, 8),
         ("p2@gJB", "gJB", 9, 10),
     ]
+    own = genre_requests(songs, ["gBR", "gJB"], None)  # the pieces' own first codes
+    assert [(r.name, r.genre, r.first_up) for r in own] == [
+        ("p1@gBR", "gBR", 1),
+        ("p1@gJB", "gJB", 1),
+        ("p2@gBR", "gBR", 3),
+        ("p2@gJB", "gJB", 3),
+    ]
     with pytest.raises(ValueError, match=r"no first codes for \['gJB'\]"):
         genre_requests(songs, ["gBR", "gJB"], {"gBR": (7, 8)})
 
