@@ -120,20 +120,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     own = {s.name: s.genre for s in songs}
     beats = music_beat_onehots(args.music_60fps, music_of.values())
     vqvae = load_vqvae(args.vqvae)
-    report: dict[str, Any] = {"classifier": card, "pieces": len(songs), "requests_per_model": len(requests)}
-    for group in GROUPS:
+    report: dict[str, Any] = {
+        "classifier": card,
+        "pieces": len(songs),
+        "requests_per_model": len(requests["genre"]),
+    }
+    for group, kind, start in GROUPS:
         results = {}
-        for path in getattr(args, group):
+        for path in getattr(args, kind):
             gpt = load_gpt(path)
-            if gpt.config.genre_conditioning != (group == "conditioned"):
+            if gpt.config.genre_conditioning != (kind == "conditioned"):
                 raise ValueError(
-                    f"{path}: genre_conditioning is {gpt.config.genre_conditioning}, not a {group} GPT"
+                    f"{path}: genre_conditioning is {gpt.config.genre_conditioning}, not a {kind} GPT"
                 )
-            log.info("%s GPT %s: %d dances", group, path, len(requests))
+            log.info("%s GPT %s: %d dances", group, path, len(requests[start]))
             results[str(path)] = measure_genre_control(
                 gpt,
                 vqvae,
-                requests,
+                requests[start],
                 own,
                 music_of,
                 beats,

@@ -19,7 +19,7 @@ from danceba.evaluation import read_dance_folder
 from danceba.features.rhythm import token_condition
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
-from pipelines import evaluate, generate, gt_features, tokenize, train_gpt, train_vqvae
+from pipelines import evaluate, generate, genre_control, gt_features, tokenize, train_gpt, train_vqvae
 
 ROOT = Path(__file__).resolve().parents[1]
 L_BINS = 16
@@ -353,3 +353,40 @@ def test_every_stage_logged_an_mlflow_run_and_the_lineage_walks_back(models: dic
     producers = {link.producer.stage for link in links if link.producer is not None}
     assert {"generate", "train_gpt", "tokenize", "train_vqvae"} <= producers
     assert "train_gpt" in format_lineage(links)
+
+
+def test_genre_control_measures_a_conditioned_gpt_against_the_unconditioned_one(
+    models: dict[str, Path], chain: dict[str, Path], tmp_path: Path
+) -> None:
+    params = yaml.safe_load(models["params"].read_text())
+    params["train_gpt"]["model"]["genre_conditioning"] = True
+    params["train_gpt"]["genre_dropout"] = 0.2
+    conditioned_params = tmp_path / "params.yaml"
+    conditioned_params.write_text(yaml.safe_dump(params))
+    conditioned = tmp_path / "gpt_genre.pt"
+    train_argv = ["--params", str(conditioned_params), "--tokens", str(models["tokens"])]
+    train_argv += ["--music", str(models["token_music"]), "--runs", str(tmp_path / "runs")]
+    train_argv += ["--model-out", str(conditioned), "--reports", str(tmp_path / "reports_gpt")]
+    trained = train_gpt.main(train_argv)
+    assert trained == 0 and load_gpt(conditioned).config.genre_conditioning
+    out = tmp_path / "genre"
+    argv = ["--params", str(models["params"]), "--conditioned", str(conditioned)]
+    argv += ["--unconditioned", str(models["gpt"]), "--vqvae", str(models["vqvae"])]
+    argv += ["--tokens", str(models["tokens"]), "--sequences", str(chain["sequences"])]
+    argv += ["--music", str(models["music"]), "--music-60fps", str(chain["music60"])]
+    argv += ["--joints", str(chain["joints"]), "--out-dir", str(out)]
+    assert genre_control.main(argv) == 0
+    report = json.loads((out / "genre_control.json").read_text())
+    genres = report["classifier"]["genres"]
+    assert report["requests_per_model"] == report["pieces"] * len(genres)
+    for group in ("conditioned", "unconditioned", "conditioned, piece's first codes"):
+        (result,) = report[group]["models"].values()
+        assert 0 <= result["requested_accuracy"] <= 1 and math.isfinite(result["bas_excess"])
+        assert sum(sum(row.values()) for row in result["confusion"].values()) == report["requests_per_model"]
+    # without the genre input and from the piece's own codes, a dance ignores the request: exactly one of
+    # each piece's requests matches whatever it is classified as
+    (blind,) = report["unconditioned, piece's first codes"]["models"].values()
+    assert blind["requested_accuracy"] == pytest.approx(1 / len(genres))
+    assert "| conditioned | 1 |" in (out / "genre_control.md").read_text()
+    wrong = genre_control.main([*argv[:2], "--conditioned", str(models["gpt"]), *argv[4:]])
+    assert wrong == 1  # an unconditioned GPT given as conditioned is refused
