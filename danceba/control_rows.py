@@ -19,6 +19,7 @@ Joints are (T, 24, 3) metres, y-up, 60 fps. Noise is seeded per row and piece
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -91,6 +92,20 @@ def still_dances(ground_truth: Sequence[Dance], noise_m: float, seed: int) -> li
     ]
 
 
+def _rotated_derangement(music_ids: Sequence[str], rng: np.random.Generator) -> list[int]:
+    """order[i] = the piece whose dance piece i gets, never of the same music id (see
+    :func:`mismatched_dances`); ValueError when one music id holds more than half of the pieces."""
+    largest = max(Counter(music_ids).values()) if music_ids else 0
+    if largest == 0 or 2 * largest > len(music_ids):
+        raise ValueError("cannot pair every piece with a dance of another music (only one music id?)")
+    rank = {mid: r for r, mid in enumerate(rng.permutation(sorted(set(music_ids))))}
+    grouped = sorted(rng.permutation(len(music_ids)), key=lambda i: rank[music_ids[i]])  # stable: groups
+    order = [0] * len(music_ids)
+    for position, piece in enumerate(grouped):
+        order[piece] = int(grouped[(position + largest) % len(grouped)])
+    return order
+
+
 def half_beat_late_dances(ground_truth: Sequence[Dance], beats: Mapping[str, np.ndarray]) -> list[Dance]:
     """The ``gt_half_beat_late`` row; ``beats``: {music id: (T_music,) 60 fps beat one-hot}."""
     out = []
@@ -105,7 +120,12 @@ def half_beat_late_dances(ground_truth: Sequence[Dance], beats: Mapping[str, np.
 
 def mismatched_dances(ground_truth: Sequence[Dance], seed: int) -> list[Dance]:
     """The ``mismatched_gt`` row: each piece's music gets the ground-truth dance of a different music
-    (a derangement over the pieces that never keeps a music id, seeded)."""
+    (a derangement over the pieces that never keeps a music id, seeded).
+
+    Up to 100 seeded shuffles are tried. When all of them fail, a rotation is used instead: 40 pieces on
+    10 songs, as in AIST++'s test set, failed all 100. The rotation groups the pieces by music id in a
+    seeded order and shifts them by the largest group's size. It exists whenever no song holds more than
+    half of the pieces."""
     rng = np.random.default_rng(seed)
     order = list(range(len(ground_truth)))
     for _ in range(100):
@@ -113,7 +133,7 @@ def mismatched_dances(ground_truth: Sequence[Dance], seed: int) -> list[Dance]:
         if all(ground_truth[i].music_id != ground_truth[j].music_id for i, j in enumerate(order)):
             break
     else:
-        raise ValueError("cannot pair every piece with a dance of another music (only one music id?)")
+        order = _rotated_derangement([gt.music_id for gt in ground_truth], rng)
     return [
         Dance(f"{gt.name}<-{ground_truth[j].name}", ground_truth[j].joints, gt.music_id)
         for gt, j in zip(ground_truth, order, strict=True)

@@ -90,3 +90,18 @@ def test_mismatched_rows_never_keep_their_music(rng: np.random.Generator) -> Non
         assert dance.music_id == source.music_id != donor.music_id
     with pytest.raises(ValueError, match="another music"):
         mismatched_dances([Dance("a", gt[0].joints, "mBR0"), Dance("b", gt[1].joints, "mBR0")], 0)
+
+
+def test_mismatched_rows_pair_two_equal_songs_where_shuffles_fail(rng: np.random.Generator) -> None:
+    """10 + 10 pieces on 2 songs: 1 in 184,756 shuffles works, so the rotation pairs them (as for
+    AIST++'s 40 test pieces on 10 songs, where all 100 shuffles failed)."""
+    joints = ground_truth(rng, n=1)[0].joints
+    gt = [Dance(f"p{i}", joints, "mBR0" if i < 10 else "mPO1") for i in range(20)]
+    rows = mismatched_dances(gt, seed=0)
+    by_name = {d.name: d for d in gt}
+    donors = [by_name[d.name.split("<-")[1]] for d in rows]
+    assert all(d.music_id != source.music_id for d, source in zip(donors, gt, strict=True))
+    assert sorted(d.name for d in donors) == sorted(d.name for d in gt)  # each dance given exactly once
+    lopsided = [Dance(f"q{i}", joints, "mBR0" if i < 3 else "mPO1") for i in range(5)]
+    with pytest.raises(ValueError, match="another music"):
+        mismatched_dances(lopsided, seed=0)
