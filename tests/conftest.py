@@ -85,3 +85,16 @@ def prefect_harness():
 def rng() -> np.random.Generator:
     """A seeded numpy generator, so every test is reproducible."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (``tests.test_viewer.chromium``) for the player and report tests; skipped, with
+    the reason printed, where it cannot run."""
+    from tests.test_viewer import browser_unavailable, chromium
+
+    if reason := browser_unavailable():
+        print(f"browser tests skipped: {reason}")
+        pytest.skip(reason)
+    with chromium() as running:
+        yield running

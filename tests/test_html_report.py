@@ -22,8 +22,6 @@ from danceba import html_report, tables, viewer
 from danceba.metrics_markdown import markdown_table
 from tests.test_viewer import (
     FPS,
-    browser_unavailable,
-    chromium,
     dance_joints,
     drawn,
     open_page,
@@ -192,15 +190,6 @@ def test_a_missing_row_names_the_folder(made: dict, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # The report in headless Chromium, from file://
 # ----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if reason := browser_unavailable():
-        print(f"browser tests skipped: {reason}")
-        pytest.skip(reason)
-    with chromium() as running:
-        yield running
 
 
 class Recording:

@@ -484,15 +484,6 @@ def chromium() -> Iterator[object]:
             browser.close()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if reason := browser_unavailable():
-        print(f"browser tests skipped: {reason}")
-        pytest.skip(reason)
-    with chromium() as running:
-        yield running
-
-
 def open_page(browser, url: str, width: int = 1100, height: int = 700):
     """A page at ``url`` once the player is ready; page.errors lists console errors and page errors."""
     page = browser.new_page(viewport={"width": width, "height": height})
