@@ -22,8 +22,7 @@ from danceba.ablation_markdown import format_ablation_markdown, format_duration,
 from danceba.ablation_report import ablation_report, describe_over_seeds, t_interval
 from danceba.config import ConfigError, load_params, section_as_dict
 from danceba.sweep import SeedRecord, write_seed_record
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 # What each variant must load as, after `dvc exp run -S` rewrote params.yaml (the strict loader's types).
 EXPECTED = {
@@ -47,7 +46,7 @@ def dvc_rewritten(tmp_path: Path, overrides: list[str], decode: str = "cached") 
     from dvc.utils.hydra import apply_overrides  # what `dvc exp run -S` calls on params.yaml
 
     path = tmp_path / "params.yaml"
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data = yaml.safe_load(EMBEDDED_PARAMS.read_text())
     data["generate"]["decode"] = decode
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     apply_overrides(path, overrides)
@@ -57,7 +56,7 @@ def dvc_rewritten(tmp_path: Path, overrides: list[str], decode: str = "cached") 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.name)
 def test_each_variant_survives_dvc_rewriting_params(tmp_path: Path, variant: Variant) -> None:
     path = dvc_rewritten(tmp_path, [*variant.override_args(), "train_gpt.train.seed=2"])
-    params, original = load_params(path), load_params(ROOT / "params.yaml")
+    params, original = load_params(path), load_params(EMBEDDED_PARAMS)
     assert params.train_gpt.train.seed == 2
     for key, value in EXPECTED[variant.name].items():
         assert dotted(params, key) == value and type(dotted(params, key)) is type(value), key

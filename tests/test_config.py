@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from danceba.config import ConfigError, Params, load_params, section_as_dict
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 
 def _merged(base: dict, changes: dict) -> dict:
@@ -23,20 +22,24 @@ def _merged(base: dict, changes: dict) -> dict:
 def _write(tmp_path: Path, changes: dict) -> Path:
     """The project's params.yaml with ``changes`` merged in (a nested dict replaces leaf by leaf)."""
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(_merged(yaml.safe_load((ROOT / "params.yaml").read_text()), changes)))
+    path.write_text(yaml.safe_dump(_merged(yaml.safe_load(EMBEDDED_PARAMS.read_text()), changes)))
     return path
 
 
 def test_project_params_load() -> None:
-    params = load_params(ROOT / "params.yaml")
-    assert isinstance(params, Params)
+    """params.yaml loads whichever named configuration `make config` last wrote; the embedded one is the
+    mini dataset."""
+    assert isinstance(load_params(ROOT / "params.yaml"), Params)
+    params = load_params(EMBEDDED_PARAMS)
     assert params.data.source == "mini"
     assert isinstance(params.data.mini.genres, tuple)
 
 
-def test_every_default_section_is_written_in_params_yaml() -> None:
-    """params.yaml spells out every key, so `dvc params diff` shows every change."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *sorted((ROOT / "configs").glob("*.yaml"))], ids=str)
+def test_every_default_section_is_written_in_params_yaml(path: Path) -> None:
+    """params.yaml and every named configuration spell out every key, so `dvc params diff` shows every
+    change."""
+    raw = yaml.safe_load(path.read_text())
     defaults = section_as_dict(Params())
     assert set(raw) == set(defaults)
     for name, section in defaults.items():
@@ -71,7 +74,7 @@ def test_mistyped_values_are_rejected(tmp_path: Path, data: dict, message: str) 
 
 
 def test_ints_are_accepted_for_floats_and_missing_keys_take_defaults(tmp_path: Path) -> None:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load(EMBEDDED_PARAMS.read_text())
     raw["data"]["mini"]["seconds"] = 4
     del raw["data"]["mini"]["seed"]
     path = tmp_path / "params.yaml"
@@ -96,11 +99,11 @@ def test_params_survive_dvc_rewriting_them(tmp_path: Path) -> None:
     from dvc.utils.serialize import modify_yaml
 
     path = tmp_path / "params.yaml"
-    path.write_text((ROOT / "params.yaml").read_text())
+    path.write_text(EMBEDDED_PARAMS.read_text())
     with modify_yaml(path) as data:
         data["train_gpt"]["train"]["seed"] = 7
     rewritten = load_params(path)
-    original = load_params(ROOT / "params.yaml")
+    original = load_params(EMBEDDED_PARAMS)
     assert rewritten.train_gpt.train.seed == 7
     assert section_as_dict(rewritten.train_vqvae) == section_as_dict(original.train_vqvae)
     assert section_as_dict(rewritten.train_gpt.model) == section_as_dict(original.train_gpt.model)

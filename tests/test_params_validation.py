@@ -12,9 +12,9 @@ import yaml
 
 from danceba.config import ConfigError, load_params
 from danceba.params_checks import consistency_problems
+from tests.project_files import EMBEDDED_PARAMS, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_TEXT = (ROOT / "params.yaml").read_text()
+PROJECT_TEXT = EMBEDDED_PARAMS.read_text()
 
 
 def with_changes(tmp_path: Path, **changes: object) -> Path:

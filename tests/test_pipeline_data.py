@@ -16,6 +16,7 @@ from danceba.config import MusicFeaturesConfig
 from danceba.features.music import BEAT_COLUMN
 from pipelines import joints, music_features
 from tests.conftest import TINY
+from tests.project_files import EMBEDDED_PARAMS
 
 
 def test_joints_table_schema_and_values(chain: dict[str, Path]) -> None:
@@ -94,7 +95,7 @@ def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path]
             "--summary",
             str(tmp_path / "d.json"),
             "--params",
-            str(Path(__file__).parents[1] / "params.yaml"),
+            str(EMBEDDED_PARAMS),
         ]
     )
     assert code == 1

@@ -20,13 +20,13 @@ from danceba.features.rhythm import token_condition
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
 from pipelines import evaluate, generate, genre_control, gt_features, tokenize, train_gpt, train_vqvae
+from tests.project_files import EMBEDDED_PARAMS
 
-ROOT = Path(__file__).resolve().parents[1]
 L_BINS = 16
 
 
 def tiny_params(tmp: Path) -> Path:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(EMBEDDED_PARAMS.read_text())
     vq = params["train_vqvae"]
     vq["model"].update(width=16, depth=1, emb_width=16, l_bins=L_BINS)
     for stage, steps in (("stage1", 6), ("stage2", 4)):

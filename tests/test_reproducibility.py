@@ -15,8 +15,7 @@ from danceba.provenance import code_digest, import_closure
 from danceba.train.checkpoint import save_checkpoint
 from pipelines.flows import fitting_jobs
 from pipelines.stage import stage_threads
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 
 def md5(path: Path) -> str:
@@ -79,7 +78,7 @@ def test_the_training_stages_digest_leaves_out_the_modules_they_cannot_run() -> 
 def test_compute_threads_is_validated_and_set_by_every_stage(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"compute\.threads"):
         ComputeConfig(threads=0)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(EMBEDDED_PARAMS.read_text())
     params["compute"]["threads"] = 1
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
