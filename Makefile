@@ -84,7 +84,7 @@ bench: setup
 	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_long_song --minutes 5 --out bench/out/long_song.json || echo "bench_long_song: skipped (run make run first: it needs data/models)"
 	$(MAKE) bench-scale
 
-# AIST++ scale (configs/scale.yaml) in a temporary folder: fetch..phase, gt_features, evaluate stage by stage
+# AIST++ scale (configs/scale.yaml) in a temporary folder: fetch, joints, music_features, gt_features, evaluate stage by stage
 # (seconds, peak memory), and tokenize at the paper's VQ-VAE size on TOKENIZE_LIMIT sequences (0 = all),
 # extrapolated to all. FRACTION=0.05 for a quick look (bench/bench_scale.py).
 FRACTION ?= 1

@@ -6,7 +6,7 @@
 
 In a temporary project folder (``--workdir`` to keep one): ``params.yaml`` = ``configs/scale.yaml``
 (``--fraction`` scales its dataset, ``--threads`` sets ``compute.threads``), then every stage's command
-from ``dvc.yaml`` (``fetch``, ``joints``, ``music_features``, ``phase``, ``gt_features``, ``evaluate``) is
+from ``dvc.yaml`` (``fetch``, ``joints``, ``music_features``, ``gt_features``, ``evaluate``) is
 run as its own process, as ``dvc repro`` would run it, with MLflow tracking off; each reports wall and CPU
 seconds and its peak resident memory (``ru_maxrss`` of that process, from ``os.wait4``). The targets on 2
 cores (issue 13): these stages together <= 10 minutes, none over 4 GiB.
@@ -43,7 +43,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("fetch", "joints", "music_features", "phase", "gt_features", "evaluate")
+STAGES = ("fetch", "joints", "music_features", "gt_features", "evaluate")
 STAND_IN_ROWS = ("model", "model_sham_music", "reconstruction", "random_codes")
 TARGET_SECONDS = 600.0
 TARGET_PEAK_MIB = 4096.0  # 4 GiB per stage

@@ -119,18 +119,6 @@ class MusicFeaturesConfig:
 
 
 @dataclass(frozen=True)
-class PhaseConfig:
-    """STFT phase of the 7.5 fps music features, as Danceba's PRE consumes it."""
-
-    mode: Literal["official", "per_channel"] = "official"
-    window: PositiveInt = 29
-    n_fft: PositiveInt = 512
-    hop_length: PositiveInt = 256
-    channel_n_fft: PositiveInt = 8
-    channel_hop_length: PositiveInt = 1
-
-
-@dataclass(frozen=True)
 class ComputeConfig:
     """How every stage computes. ``threads``: torch intra-op and BLAS/OpenMP threads of each stage.
 
@@ -154,7 +142,6 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     joints: JointsConfig = field(default_factory=JointsConfig)
     music_features: MusicFeaturesConfig = field(default_factory=MusicFeaturesConfig)
-    phase: PhaseConfig = field(default_factory=PhaseConfig)
     train_vqvae: TrainVQVAEConfig = field(default_factory=TrainVQVAEConfig)
     tokenize: TokenizeConfig = field(default_factory=TokenizeConfig)
     train_gpt: TrainGPTConfig = field(default_factory=TrainGPTConfig)

@@ -18,10 +18,6 @@ Schemas (column: type, unit):
     music_id: string; frame: int32 (frame k at k/fps s); features: fixed_size_list<float32>[D]
     (D = 438 for Bailando's features: MFCC 0–19, ΔMFCC 20–39, chroma 40–51, onset envelope 52,
     beat one-hot 53, tempogram 54–437; D = 35 for EDGE's).
-``phase.parquet`` (stage ``phase``), key ``music_id``
-    music_id: string; window: int32 (index of the 29-frame token window, official mode; the frame
-    index in per-channel mode); row: int32 (phase frame within the window); phase:
-    fixed_size_list<float32>[P] in radians (−π, π].
 """
 
 from __future__ import annotations
@@ -46,16 +42,13 @@ def vector_column(values: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
-def frame_table(
-    key_name: str, key: str, vector_name: str, vectors: np.ndarray, **extra: np.ndarray
-) -> pa.Table:
-    """One key's rows: (key, frame, *extra, vector) with frame = 0..N-1."""
+def frame_table(key_name: str, key: str, vector_name: str, vectors: np.ndarray) -> pa.Table:
+    """One key's rows: (key, frame, vector) with frame = 0..N-1; vectors (N, D)."""
     n = len(vectors)
     columns = {
         key_name: pa.array([key] * n, type=pa.string()),
         "frame": pa.array(np.arange(n, dtype=np.int32)),
     }
-    columns.update({name: pa.array(np.asarray(v)) for name, v in extra.items()})
     columns[vector_name] = vector_column(vectors)
     return pa.table(columns)
 

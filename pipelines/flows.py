@@ -3,7 +3,7 @@
 Commands (project root; the Makefile exports the quiet/offline environment)::
 
     python -m pipelines.flows reproduce                      # every stage of dvc.yaml, in DAG order
-    python -m pipelines.flows reproduce --stage phase        # one stage and what it depends on
+    python -m pipelines.flows reproduce --stage tokenize     # one stage and what it depends on
     python -m pipelines.flows sweep --seeds 5 --jobs 2       # seeds 0..4, two at a time (default: cores // compute.threads)
     python -m pipelines.flows sweep --seed-list 3 7 11       # explicit seeds
     python -m pipelines.flows sweep --seeds 5 --rerun        # ignore finished seeds' records

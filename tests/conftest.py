@@ -26,15 +26,14 @@ from danceba.config import (  # noqa: E402
     JointsConfig,
     MiniDatasetConfig,
     MusicFeaturesConfig,
-    PhaseConfig,
 )
-from pipelines import fetch, joints, music_features, phase  # noqa: E402
+from pipelines import fetch, joints, music_features  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 # ----------------------------------------------------------------------------------------------
-# The first four stages on a tiny mini dataset, built once per test session
+# The first three stages on a tiny mini dataset, built once per test session
 # ----------------------------------------------------------------------------------------------
 
 TINY = MiniDatasetConfig(
@@ -58,7 +57,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "summary": root / "dataset.json",
         "music60": root / "music_60.parquet",
         "music7": root / "music_7p5.parquet",
-        "phase": root / "phase.parquet",
     }
     fetch.fetch_dataset(DataConfig(source="mini", mini=TINY), paths["raw"])
     summary = joints.write_joints_tables(paths["raw"], paths["joints"], paths["sequences"], JointsConfig())
@@ -66,7 +64,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     music_features.write_music_features(
         paths["raw"], paths["sequences"], paths["music60"], paths["music7"], MusicFeaturesConfig()
     )
-    phase.write_phase_table(paths["music7"], paths["phase"], PhaseConfig(window=8))
     return paths
 
 

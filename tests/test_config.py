@@ -65,7 +65,7 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
         ({"data": {"source": "youtube"}}, r"data\.source: expected one of \['mini', 'aistpp'\]"),
         ({"joints": {"drop_ignored": "yes"}}, r"joints\.drop_ignored: expected true/false"),
         ({"data": {"mini": {"genres": "gBR"}}}, r"data\.mini\.genres: expected a list"),
-        ({"phase": 3}, r"phase: expected a mapping"),
+        ({"joints": 3}, r"joints: expected a mapping"),
     ],
 )
 def test_mistyped_values_are_rejected(tmp_path: Path, data: dict, message: str) -> None:

@@ -50,8 +50,8 @@ def problems_of(path: Path) -> list[str]:
         ({"train_gpt__optim__weight_decay": float("nan")}, "train_gpt.optim.weight_decay: expected a finite"),
         ({"train_gpt__optim__grad_clip": float("nan")}, "train_gpt.optim.grad_clip: expected a finite"),
         ({"joints__fps": 0}, "joints.fps: expected a value >= 1, got 0"),
-        ({"phase__n_fft": 0}, "phase.n_fft: expected a value >= 1, got 0"),
-        ({"phase__window": -1}, "phase.window: expected a value >= 1, got -1"),
+        ({"train_gpt__model__pre_n_fft": 0}, "train_gpt.model.pre_n_fft: expected a value >= 1, got 0"),
+        ({"tokenize__stride": -1}, "tokenize.stride: expected a value >= 1, got -1"),
         ({"tokenize__window": 0}, "tokenize.window: expected a value >= 1, got 0"),
         ({"train_gpt__max_eval_windows": 0}, "train_gpt.max_eval_windows: expected a value >= 1, got 0"),
         ({"train_gpt__model__embd_pdrop": 1.0}, "train_gpt.model.embd_pdrop: expected a value >= 0 and < 1"),
@@ -67,7 +67,7 @@ def problems_of(path: Path) -> list[str]:
         ({"tokenize__window": 244}, "tokenize.window: 244 frames is not a multiple of the VQ-VAE's 8"),
         ({"data__download_dir": "../../x"}, "data.download_dir: '../../x' leaves the project"),
         ({"joints__drop_ignored": "yes"}, "joints.drop_ignored: expected true/false, got 'yes'"),
-        ({"phase": None}, "phase: the section is empty (null)"),
+        ({"joints": None}, "joints: the section is empty (null)"),
     ],
 )
 def test_each_bad_value_is_one_line_naming_file_and_key(tmp_path: Path, changes: dict, expected: str) -> None:
@@ -76,9 +76,9 @@ def test_each_bad_value_is_one_line_naming_file_and_key(tmp_path: Path, changes:
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    path = with_changes(tmp_path, joints__fps=0, phase__n_fft=0, train_gpt__optim__lr=float("nan"))
+    path = with_changes(tmp_path, joints__fps=0, tokenize__stride=0, train_gpt__optim__lr=float("nan"))
     problems = problems_of(path)
-    assert [p.split(":")[0] for p in problems] == ["joints.fps", "phase.n_fft", "train_gpt.optim.lr"]
+    assert [p.split(":")[0] for p in problems] == ["joints.fps", "tokenize.stride", "train_gpt.optim.lr"]
 
 
 def test_a_size_beyond_this_machine_is_refused_with_the_estimate(tmp_path: Path) -> None:

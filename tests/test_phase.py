@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from danceba.features.phase import official_stft_phase, per_channel_stft_phase, phase_table
+from danceba.features.phase import official_stft_phase, per_channel_stft_phase
 
 
 def _uncropped(music: torch.Tensor) -> torch.Tensor:
@@ -88,20 +88,3 @@ def test_phase_functions_have_no_parameters_and_build_no_graph(rng):
     music = torch.from_numpy(rng.standard_normal((1, 29, 438)).astype(np.float32))
     assert not official_stft_phase(music).requires_grad
     assert not per_channel_stft_phase(music).requires_grad
-
-
-def test_phase_table_official_drops_the_partial_window(rng):
-    music = rng.standard_normal((70, 438)).astype(np.float32)  # two full windows of 29 and 12 left over
-    table = phase_table(music, "official")
-    assert table.shape == (2, 29, 257) and table.dtype == np.float32
-    second = official_stft_phase(torch.from_numpy(music[29:58])[None])[0].numpy()
-    np.testing.assert_array_equal(table[1], second)
-
-
-def test_phase_table_per_channel_and_errors(rng):
-    music = rng.standard_normal((40, 6)).astype(np.float32)
-    assert phase_table(music, "per_channel").shape == (40, 6 * 5)
-    with pytest.raises(ValueError, match="shorter than one window"):
-        phase_table(music[:20], "official")
-    with pytest.raises(ValueError, match="mode"):
-        phase_table(music, "paper")  # type: ignore[arg-type]

@@ -69,14 +69,6 @@ def test_music_feature_tables(chain: dict[str, Path]) -> None:
     assert set(np.unique(beats)) <= {0.0, 1.0} and beats.sum() >= 3
 
 
-def test_phase_table(chain: dict[str, Path]) -> None:
-    schema = pq.read_schema(chain["phase"])
-    assert schema.names == ["music_id", "frame", "window", "row", "phase"]
-    phase_values = tables.read_group(chain["phase"], "mBR0", "phase")
-    assert phase_values.shape[1] == 257
-    assert np.all(np.abs(phase_values) <= np.pi + 1e-6)
-
-
 def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path], tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(chain["raw"], raw)

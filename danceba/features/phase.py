@@ -21,15 +21,15 @@ do when the signal has more than ``n_fft // 2`` samples. ``official_stft_phase``
 ``t * C > n_fft // 2`` (t = 1 with 438 channels is fine: 438 > 256) and ``per_channel_stft_phase``
 needs ``t > n_fft // 2`` (t >= 5 at n_fft 8). Shorter inputs raise a ``ValueError`` saying so.
 
-:func:`phase_table` builds the numpy table that the pipeline's ``phase`` stage writes for
-inspection and plots.
+The model computes the phase of each window it sees (``models/pre.py``), as the released code does;
+no pipeline stage writes it to disk (a table per song would repeat what every forward computes, and
+at window edges the padding differs from the window the model sees).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import torch
 from einops import rearrange
 
@@ -111,42 +111,3 @@ def per_channel_stft_phase(music: torch.Tensor, n_fft: int = 8, hop_length: int 
     frames = -(-t // hop_length)  # frames centred on samples 0, hop, ..., < t
     phase = phase[:, :frames]  # (B*C, frames, bins)
     return rearrange(phase, "(b c) f k -> b f (c k)", b=batch)
-
-
-def phase_table(
-    music_7p5fps: np.ndarray,
-    mode: PhaseMode = "official",
-    window: int = 29,
-    n_fft: int = 512,
-    hop_length: int = 256,
-    channel_n_fft: int = 8,
-    channel_hop_length: int = 1,
-) -> np.ndarray:
-    """The phase table of one music track for the pipeline's ``phase`` stage, float32.
-
-    music_7p5fps (T, C) ->
-      * ``official``: (n_windows, F, n_fft // 2 + 1), the official PRE phase of each non-overlapping
-        window ``music[w*window : (w+1)*window]``, n_windows = T // window. The last partial window
-        is dropped (the model never sees a partial training window; at inference it computes the
-        phase itself). F = min(1 + window*C // hop_length, window), i.e. 29 for 29 x 438.
-      * ``per_channel``: (T, C * (channel_n_fft // 2 + 1)), one phase vector per music frame
-        (at channel_hop_length 1).
-
-    Raises ``ValueError`` for a non-2-D input, an unknown mode, or a track shorter than one window
-    (official) / than channel_n_fft // 2 + 1 frames (per_channel).
-    """
-    music = np.asarray(music_7p5fps)
-    if music.ndim != 2:
-        raise ValueError(f"music_7p5fps: expected a (T, C) array, got shape {music.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(music, dtype=np.float32))
-    if mode == "official":
-        n_windows = tensor.shape[0] // window
-        if n_windows == 0:
-            raise ValueError(f"music_7p5fps: {tensor.shape[0]} frames is shorter than one window of {window}")
-        windows = rearrange(tensor[: n_windows * window], "(n w) c -> n w c", w=window)
-        phase = official_stft_phase(windows, n_fft=n_fft, hop_length=hop_length, seq_len=window)
-    elif mode == "per_channel":
-        phase = per_channel_stft_phase(tensor[None], n_fft=channel_n_fft, hop_length=channel_hop_length)[0]
-    else:
-        raise ValueError(f"mode: expected 'official' or 'per_channel', got {mode!r}")
-    return phase.numpy().astype(np.float32, copy=False)

@@ -32,15 +32,11 @@ Module names (``pos_emb_1..3``, ``linear2``, ``bn2``) follow the release so its 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from danceba.features.phase import official_stft_phase, per_channel_stft_phase
-
-PhaseMode = Literal["official", "per_channel"]
+from danceba.features.phase import PhaseMode, official_stft_phase, per_channel_stft_phase
 
 
 class LinearPhaseEmbedding(nn.Module):
