@@ -76,6 +76,9 @@ def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path]
     victim.write_bytes(victim.read_bytes()[:100])
     out = tmp_path / "joints.parquet"
     out.write_bytes(b"previous output")
+    project = tmp_path / "project"  # a stage tracks into mlflow.db beside its params file
+    project.mkdir()
+    shutil.copy(EMBEDDED_PARAMS, project / "params.yaml")
     code = joints.main(
         [
             "--raw",
@@ -87,7 +90,7 @@ def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path]
             "--summary",
             str(tmp_path / "d.json"),
             "--params",
-            str(EMBEDDED_PARAMS),
+            str(project / "params.yaml"),
         ]
     )
     assert code == 1
