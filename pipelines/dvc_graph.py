@@ -57,9 +57,20 @@ def stage_address(dvcfile: str | Path, name: str, project_root: Path) -> str:
     return name if relative == "dvc.yaml" else f"{relative}:{name}"
 
 
+def covers(listed: str, key: str) -> bool:
+    """True when a dvc.yaml params entry ``listed`` (a key, or a section such as ``train_gpt``, which
+    DVC tracks whole) includes the dotted ``key``."""
+    return key == listed or key.startswith(listed + ".")
+
+
+def lists_param(stage: StageInfo, key: str) -> bool:
+    """True when the stage's params entries include ``key`` (itself or a section around it)."""
+    return any(covers(listed, key) for listed in stage.params)
+
+
 def seed_dependent(stages: Sequence[StageInfo], seed_params: Sequence[str]) -> set[str]:
-    """Stages that list a seed key among their params, and every stage downstream of them."""
-    seeded = {s.name for s in stages if set(s.params) & set(seed_params)}
+    """Stages that list a seed key among their params (or its section), and every stage downstream."""
+    seeded = {s.name for s in stages if any(lists_param(s, key) for key in seed_params)}
     for stage in stages:  # upstream first, so one pass reaches every descendant
         if set(stage.upstream) & seeded:
             seeded.add(stage.name)

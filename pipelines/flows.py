@@ -123,7 +123,7 @@ from danceba.tracking import (
 )
 from danceba.tracking_store import QUIET_ENV, configure_tracking, experiment_id, mlflow_client, retry_locked
 from pipelines import dvc_experiment
-from pipelines.dvc_graph import StageInfo, dvc_stages, seed_dependent, with_upstream
+from pipelines.dvc_graph import StageInfo, dvc_stages, lists_param, seed_dependent, with_upstream
 
 log = logging.getLogger("danceba.flows")
 
@@ -462,8 +462,7 @@ def split_stages(graph: Sequence[StageInfo], keys: Sequence[str], what: str) -> 
 
     A key no stage lists would be set for nothing: it raises ValueError, as does no varied stage at all.
     """
-    listed = {key for stage in graph for key in stage.params}
-    unlisted = [key for key in keys if key not in listed]
+    unlisted = [key for key in keys if not any(lists_param(stage, key) for stage in graph)]
     if unlisted:
         raise ValueError(f"dvc.yaml: no stage lists the {what} params {unlisted} (nothing would change)")
     varied = seed_dependent(graph, keys)

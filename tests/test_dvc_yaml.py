@@ -1,10 +1,12 @@
-"""dvc.yaml and params.yaml agree: every stage script exists, every parameter is listed key by key."""
+"""dvc.yaml and params.yaml agree: every stage script exists, every parameter is listed (by section)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
+
+from pipelines.dvc_graph import covers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,12 +31,38 @@ def test_every_stage_runs_a_pipeline_script_it_depends_on() -> None:
         assert script in stage["deps"], f"stage {name} does not list {script} as a dependency"
 
 
-def test_params_are_listed_key_by_key_and_cover_params_yaml() -> None:
-    leaves = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+def _entries(tree: dict, prefix: str = "") -> set[str]:
+    """Every section and leaf name of a params tree (``a``, ``a.b``, ``a.b.c``)."""
+    out = set()
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out |= {name} | (_entries(value, f"{name}.") if isinstance(value, dict) else set())
+    return out
+
+
+def test_params_are_listed_by_section_and_cover_params_yaml() -> None:
+    """A stage that reads a whole section names the section (DVC tracks it whole, one source per knob);
+    every entry exists in params.yaml and every leaf is read by some stage."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     listed = {key for stage in _stages().values() for key in stage.get("params", [])}
-    assert listed <= leaves, f"listed but not leaves of params.yaml: {sorted(listed - leaves)}"
-    unused = {key for key in leaves - listed if not key.startswith("data.download_dir")}
+    assert listed <= _entries(params), f"listed but not in params.yaml: {sorted(listed - _entries(params))}"
+    leaves = _leaves(params)
+    covered = {leaf for leaf in leaves if any(covers(entry, leaf) for entry in listed)}
+    unused = {key for key in leaves - covered if not key.startswith("data.download_dir")}
     assert not unused, f"params.yaml keys no stage depends on: {sorted(unused)}"
+    for name, stage in _stages().items():
+        entries = stage.get("params", [])
+        for entry in entries:
+            section = params
+            for part in entry.split("."):
+                section = section[part]
+            assert not any(covers(other, entry) for other in entries if other != entry), (name, entry)
+        whole = {entry.split(".")[0] for entry in entries}
+        for top in whole:  # a section whose every leaf the stage lists is named as the section
+            if isinstance(params[top], dict) and _leaves(params[top], f"{top}.") <= {
+                leaf for leaf in leaves if any(covers(e, leaf) for e in entries)
+            }:
+                assert top in entries, f"stage {name} lists every key of {top}: name the section"
 
 
 def test_the_chain_is_connected() -> None:

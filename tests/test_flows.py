@@ -16,7 +16,7 @@ import pytest
 import pipelines.flows as flows
 from danceba.sweep import read_seed_records
 from pipelines import dvc_experiment
-from pipelines.dvc_graph import StageInfo, dvc_stages, seed_dependent, with_upstream
+from pipelines.dvc_graph import StageInfo, covers, dvc_stages, seed_dependent, with_upstream
 from pipelines.flows import reproduce, run_windowed, sweep
 from tests.tiny_dvc import make_project, mlflow_runs
 
@@ -137,6 +137,15 @@ def test_seed_dependent_reaches_every_descendant():
         StageInfo("e", (), ("d",)),
     ]
     assert seed_dependent(stages, ["g.seed"]) == {"b", "d", "e"}
+
+
+def test_a_section_entry_covers_its_keys_and_no_others():
+    """dvc.yaml may name a whole section (``train_gpt``): its keys are the stage's, a longer name is not."""
+    stages = [StageInfo("a", ("gen",), ()), StageInfo("b", ("train_gpt",), ("a",)), StageInfo("c", (), ())]
+    assert seed_dependent(stages, ["train_gpt.train.seed"]) == {"b"}
+    assert seed_dependent(stages, ["gen.seed"]) == {"a", "b"}
+    assert seed_dependent(stages, ["generate.seed", "train_gpt_x.seed"]) == set()
+    assert covers("train_gpt", "train_gpt") and not covers("train_gpt.train", "train_gpt")
 
 
 def test_reproduce_runs_each_stage_once_in_order_retrying_the_download(tiny, reproduced):
