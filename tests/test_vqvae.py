@@ -20,8 +20,9 @@ from danceba.models.vqvae import (
     root_velocity_losses,
     vqvae_loss_fn,
 )
+from tests.tiny_models import TINY_VQVAE
 
-TINY = VQVAEConfig.tiny()
+TINY = TINY_VQVAE
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from danceba.models.gpt import GPTConfig
+from danceba.models.vqvae import VQVAEConfig
 
 BLOCK, VOCAB, N_MUSIC = 8, 16, 12
 TINY_GPT = GPTConfig(
@@ -19,3 +20,5 @@ TINY_GPT = GPTConfig(
     pre_n_fft=16,  # 9 bins; the tiny music window (t x 12 samples) is far shorter than 512
     pre_hop_length=8,  # <= n_music, so a t-frame window has >= t phase frames
 )
+
+TINY_VQVAE = VQVAEConfig(width=32, depth=2, emb_width=32, l_bins=64)  # trains in seconds on 2 CPU cores

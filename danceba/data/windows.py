@@ -8,7 +8,6 @@ window is 30 motion tokens at 7.5 Hz and is paired with the 7.5 fps music frames
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,31 +49,16 @@ def load_joints(joints: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
-class WindowIndex:
-    """Where each window comes from: sequence name and first 60 fps frame."""
-
-    sequence: tuple[str, ...]
-    start: np.ndarray  # (N,) int64
-
-
-def motion_windows(
-    joints: Mapping[str, np.ndarray], length: int, stride: int
-) -> tuple[np.ndarray, WindowIndex]:
+def motion_windows(joints: Mapping[str, np.ndarray], length: int, stride: int) -> np.ndarray:
     """Every full ``length``-frame window with stride ``stride``, in Bailando's 72-d layout.
 
     joints {name: (T, 24, 3)} -> windows (N, length, 72) float32 (channels [:3] the absolute root,
-    the rest root-relative) and their index. Sequences shorter than ``length`` give no window.
+    the rest root-relative). Sequences shorter than ``length`` give no window.
     """
-    chunks, names, starts = [], [], []
-    for name, sequence in joints.items():
-        windows = sliding_windows(to_bailando_layout(sequence), length=length, stride=stride)
-        chunks.append(windows)
-        names += [name] * len(windows)
-        starts.append(np.arange(len(windows), dtype=np.int64) * stride)
-    if not names:
+    chunks = [sliding_windows(to_bailando_layout(s), length=length, stride=stride) for s in joints.values()]
+    if not any(len(c) for c in chunks):
         raise ValueError(f"no sequence is at least {length} frames long")
-    return np.concatenate(chunks).astype(np.float32), WindowIndex(tuple(names), np.concatenate(starts))
+    return np.concatenate(chunks).astype(np.float32)
 
 
 class TokenWindows(Dataset):

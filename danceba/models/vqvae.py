@@ -73,11 +73,6 @@ class VQVAEConfig:
         """Frames per code (8 for the paper configuration)."""
         return self.stride_t**self.down_t
 
-    @classmethod
-    def tiny(cls) -> VQVAEConfig:
-        """A configuration that trains in seconds on 2 CPU cores (tests, the embedded mini dataset)."""
-        return cls(width=32, depth=2, emb_width=32, l_bins=64)
-
 
 # ----------------------------------------------------------------------------------------------
 # Encoder / decoder

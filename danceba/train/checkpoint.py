@@ -119,13 +119,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def load_model_weights(model: torch.nn.Module, path: str | Path, strict: bool = True) -> dict[str, Any]:
-    """Load a checkpoint's model weights into ``model``; return the checkpoint (config, lineage, step...)."""
-    payload = load_checkpoint(path)
-    model.load_state_dict(payload["model"], strict=strict)
-    return payload
-
-
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, Mapping):
         flat: dict[str, Any] = {}

@@ -21,7 +21,6 @@ class Precision:
     def __init__(self, amp: str, device: torch.device) -> None:
         if amp not in ("fp32", *_DTYPES):
             raise ValueError(f"amp: expected 'fp32', 'bf16' or 'fp16', got {amp!r}")
-        self.requested = amp
         self.enabled = amp != "fp32" and device.type == "cuda"
         self.dtype = _DTYPES.get(amp, torch.float32)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and amp == "fp16")

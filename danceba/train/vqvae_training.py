@@ -143,8 +143,8 @@ def train_vqvae(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
     )
 
-    windows1, _ = motion_windows(train_joints, config.stage1.window, config.stage1.stride)
-    eval1, _ = motion_windows(eval_joints, config.stage1.window, config.stage1.window)
+    windows1 = motion_windows(train_joints, config.stage1.window, config.stage1.stride)
+    eval1 = motion_windows(eval_joints, config.stage1.window, config.stage1.window)
     seed_everything(config.stage1.train.seed, config.stage1.train.deterministic)  # initial weights
     model1 = SepVQVAE(config.model)
     log.info("SepVQVAE: %d parameters; %d training windows", count_parameters(model1), len(windows1))
@@ -165,7 +165,7 @@ def train_vqvae(
     seed_everything(config.stage2.train.seed, config.stage2.train.deterministic)  # root decoder's init
     model2 = SepVQVAER(config.model)
     model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
-    windows2, _ = motion_windows(train_joints, config.stage2.window, config.stage2.stride)
+    windows2 = motion_windows(train_joints, config.stage2.window, config.stage2.stride)
     train_data = (with_root_velocity(torch.from_numpy(windows2)),)
     result2 = train(
         model2,
