@@ -13,8 +13,7 @@ import yaml
 from bench import bench_scale
 from danceba.config import load_params
 from danceba.data.mini import plan_mini_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import ROOT
 
 
 @pytest.mark.slow

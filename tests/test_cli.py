@@ -29,8 +29,8 @@ from danceba.skeleton import forward_kinematics
 from danceba.train.checkpoint import load_weights_only
 from danceba.train.gpt_training import export_gpt, load_gpt
 from danceba.train.vqvae_training import export_vqvae
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SR = 22050
 TINY_GPT = GPTConfig(
     n_embd=32,

@@ -14,8 +14,8 @@ from danceba.config import ConfigError, Params, load_params, section_as_dict
 from danceba.configs import available_configs, current_config, use_config
 from danceba.models.gpt import parameter_counts
 from danceba.models.vqvae import SepVQVAE, count_parameters
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 GPT_STEPS_PER_EPOCH = 2300  # the assumption written in configs/paper.yaml
 
 

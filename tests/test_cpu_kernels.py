@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from danceba import cpu_kernels
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import ROOT
 
 
 def test_cpu_flags_reads_the_first_processor(tmp_path: Path) -> None:

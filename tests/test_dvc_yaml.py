@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from pipelines.dvc_graph import covers
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import ROOT
 
 
 def _leaves(tree: dict, prefix: str = "") -> set[str]:

@@ -9,14 +9,13 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from bench import gpu_check
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # Project dependencies that must stay off the GPU path (data, audio, tracking, orchestration, config).
 HEAVY = ("scipy", "pandas", "pyarrow", "mlflow", "dvc", "librosa", "soundfile", "numba", "prefect", "yaml")
 HAS_TRITON = importlib.util.find_spec("triton") is not None

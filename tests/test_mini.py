@@ -32,6 +32,7 @@ from danceba.data.mini import (
     write_mini_dataset,
 )
 from danceba.skeleton import SMPL_JOINT_NAMES, forward_kinematics
+from tests.project_files import ROOT
 
 TINY = MiniDatasetConfig(
     seed=7,
@@ -180,7 +181,6 @@ def test_motion_is_plausible(tiny: MiniDatasetSummary) -> None:
 # The knobs of the scale configuration (configs/scale.yaml): their defaults change nothing
 # ----------------------------------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
 # sha256 over (relative path, sha256 of the bytes) of every file written, computed with the generator as it
 # was before the knobs below existed (the same on this machine's native and AVX2-pinned kernels). The
 # embedded default's dataset is also the one the committed dvc.lock records for data/raw.

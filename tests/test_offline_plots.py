@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import ROOT
+
 NODE_MODULES = ROOT / "danceba" / "player" / "node_modules"
 CHROMIUM = Path("/usr/bin/chromium")
 DVC_YAML = "plots:\n  - loss.csv:\n      x: step\n      y: val_loss\n"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from danceba.progress import configure_logging, progress_bar
+from tests.project_files import ROOT
 from tests.test_cli import models, songs  # noqa: F401 - module fixtures: tiny exports, click-track songs
 
-ROOT = Path(__file__).resolve().parents[1]
 BAR = "%|"  # tqdm's bar: "generate:  50%|█████     | 1/2 [...]"
 
 

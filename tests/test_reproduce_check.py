@@ -19,10 +19,10 @@ import torch
 import yaml
 
 from pipelines.reproduce_check import format_table, main, reproduce_check
+from tests.project_files import ROOT
 from tests.test_pipeline_models import tiny_params
 from tests.tiny_dvc import git, make_project
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = {
     "genres": ["gBR", "gHO"],
     "music_per_genre": 2,

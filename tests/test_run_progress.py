@@ -15,7 +15,6 @@ from danceba.run_progress import Progress, ProgressLine, parse_progress
 from pipelines.flows import CommandFailed, run_watched
 from tests.test_progress import terminal_lines
 
-ROOT = Path(__file__).resolve().parents[1]
 # What an experiment's log holds: DVC's output, stage log lines, tqdm updates separated by \r.
 LOG = (
     "$ python -m pipelines.dvc_experiment --name seed-3\n"

@@ -19,8 +19,8 @@ import torch
 from danceba.train.checkpoint import load_checkpoint
 from danceba.train.loop import train
 from danceba.train.optim import OptimConfig
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).parent / "torchrun_tiny_train.py"
 
 _spec = importlib.util.spec_from_file_location("torchrun_tiny_train", SCRIPT)

@@ -26,8 +26,8 @@ import torch
 
 from danceba.models import mamba, triton_scan
 from danceba.models.mamba import Mamba
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).parent / "triton_scan_worker.py"
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(

@@ -28,8 +28,8 @@ import pytest
 from danceba import viewer
 from danceba.cli import main
 from danceba.features.motion import motion_beats
+from tests.project_files import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
