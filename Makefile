@@ -80,7 +80,9 @@ bench: setup
 	$(BIN)/python -m bench.bench_metrics --out bench/out/metrics.json
 	$(BIN)/python -m bench.bench_mamba_scan --out bench/out/mamba_scan.json
 	$(BIN)/python -m bench.bench_generate --size small --threads 1 --out bench/out/generate.json
+	$(BIN)/python -m bench.bench_generate --size paper --stacks danceba --batches 1 40 --exact-batches 1 --precisions float32 bfloat16 --threads 2 --out bench/out/generate_paper.json
 	$(BIN)/python -m bench.bench_train --out bench/out/train.json
+	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_decode_agreement --out bench/out/decode_agreement.json || echo "bench_decode_agreement: skipped (run make run first: it needs data/models)"
 	test -f data/models/gpt.pt && $(BIN)/python -m bench.bench_long_song --minutes 5 --out bench/out/long_song.json || echo "bench_long_song: skipped (run make run first: it needs data/models)"
 	$(MAKE) bench-scale
 

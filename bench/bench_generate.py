@@ -1,8 +1,13 @@
-"""Benchmark: generating dance codes, exact (official) vs cached decoding, one song vs a batch of songs.
+"""Benchmark: generating dance codes, exact (official) vs cached decoding, float32 vs bfloat16 weights,
+one song vs a batch of songs.
 
 Measures seconds of dance generated per second of wall time (150 codes = 20 s of dance at 7.5 codes/s)
-for the Danceba and Bailando stacks of ``danceba.models.gpt`` (randomly initialised, eval mode, float32,
-greedy decoding), at a configurable model size and batch sizes, with ``danceba.generate.generate_codes``.
+for the Danceba and Bailando stacks of ``danceba.models.gpt`` (randomly initialised, eval mode, greedy
+decoding), at a configurable model size, batch sizes and precisions (``SamplingConfig.precision``), with
+``danceba.generate.generate_codes``. ``exact`` in float32 at batch 1 is the official sampler (one song at
+a time, the whole window re-run per step): every row's ``x_reference`` is its songs per second over that
+row's. Whether the faster modes give the same codes is measured on the trained model by
+``bench.bench_decode_agreement``.
 
 Every step is timed (``generate_codes(progress=...)``). Where a full run would be too slow
 (``--max-steps`` below the number of codes; the default at the paper size, where exact Danceba decoding
@@ -13,6 +18,8 @@ recorded. On a machine shared with other jobs, 2 threads on 2 cores can be many 
 (threads wait for each other): pick ``--threads`` and compare rows of the same run.
 
     OMP_NUM_THREADS=2 .venv/bin/python -m bench.bench_generate --size small --out bench/out/generate.json
+    .venv/bin/python -m bench.bench_generate --size paper --stacks danceba --batches 1 40 \
+        --precisions float32 bfloat16 --threads 2 --out bench/out/generate_paper.json
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ SIZES = {
 DEFAULT_MAX_STEPS = {"tiny": None, "small": None, "paper": 31}  # window 28 + 3 steady steps
 
 
-def step_seconds(model: torch.nn.Module, batch: int, steps: int, total: int, decode: str) -> list[float]:
+def step_seconds(
+    model: torch.nn.Module, batch: int, steps: int, total: int, decode: str, precision: str
+) -> list[float]:
     """Wall seconds of each of ``steps`` decoding steps for ``batch`` songs of ``total`` music frames."""
     gen = torch.Generator().manual_seed(0)
     music = torch.randn(batch, total, model.config.n_music, generator=gen)
@@ -55,26 +64,34 @@ def step_seconds(model: torch.nn.Module, batch: int, steps: int, total: int, dec
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
 
-    sampling = SamplingConfig(decode=decode)
+    sampling = SamplingConfig(decode=decode, precision=precision)
     generate_codes(model, music, first, first.clone(), torch.full((batch,), steps), sampling, progress=stamp)
     return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def run_row(
-    model: torch.nn.Module, stack: str, decode: str, batch: int, codes: int, max_steps: int | None
+    model: torch.nn.Module,
+    stack: str,
+    decode: str,
+    precision: str,
+    batch: int,
+    codes: int,
+    max_steps: int | None,
 ) -> dict:
-    """One (stack, decode, batch) measurement; when ``max_steps`` < codes, the steps not run are counted at
-    the median cost of the measured steady steps (those with a full window, k >= window - 1)."""
+    """One (stack, decode, precision, batch) measurement; when ``max_steps`` < codes, the steps not run are
+    counted at the median cost of the measured steady steps (those with a full window, k >= window - 1).
+    One-off costs (the bfloat16 copy of the weights, the decoder's set-up) fall in the first step."""
     load_before = os.getloadavg()[0]
-    step_seconds(model, batch, 2, codes, decode)  # warm-up
+    step_seconds(model, batch, 2, codes, decode, precision)  # warm-up
     measured = codes if max_steps is None else min(codes, max_steps)
-    seconds = step_seconds(model, batch, measured, codes, decode)
+    seconds = step_seconds(model, batch, measured, codes, decode, precision)
     steady = seconds[context_window(model) - 1 :]  # >= 2 steps when extrapolating (checked in main)
     steady_s = statistics.median(steady) if steady else None
     wall = sum(seconds) + (codes - measured) * (steady_s or 0.0)
     return {
         "stack": stack,
         "decode": decode,
+        "precision": precision,
         "batch": batch,
         "codes": codes,
         "steps_measured": measured,
@@ -88,45 +105,48 @@ def run_row(
     }
 
 
+REFERENCE = ("exact", "float32", 1)  # the official sampler: one song at a time, float32, whole window
+
+
 def ratios(rows: list[dict]) -> list[dict]:
-    """Cached over exact (same stack and batch) and batch over batch 1 (same stack and decode) throughput."""
-    index = {(r["stack"], r["decode"], r["batch"]): r["dance_s_per_wall_s"] for r in rows}
+    """Per row: songs per second over the official sampler's (``REFERENCE``, same stack) as
+    ``x_reference`` (None when that row was not run); and cached over exact (same stack, precision and
+    batch) and batch over batch 1 (same stack, decode and precision) throughput."""
+    index = {(r["stack"], r["decode"], r["precision"], r["batch"]): r["dance_s_per_wall_s"] for r in rows}
+    for r in rows:
+        reference = index.get((r["stack"], *REFERENCE))
+        r["x_reference"] = None if reference is None else r["dance_s_per_wall_s"] / reference
     out = []
-    for (stack, decode, batch), speed in index.items():
-        if decode == "cached" and (stack, "exact", batch) in index:
+    for (stack, decode, precision, batch), speed in index.items():
+        exact = index.get((stack, "exact", precision, batch))
+        if decode == "cached" and exact is not None:
             out.append(
-                {
-                    "stack": stack,
-                    "batch": batch,
-                    "what": "cached / exact",
-                    "x": speed / index[(stack, "exact", batch)],
-                }
+                {"stack": stack, "what": f"cached / exact, {precision}, B {batch}", "x": speed / exact}
             )
-        if batch > 1 and (stack, decode, 1) in index:
+        single = index.get((stack, decode, precision, 1))
+        if batch > 1 and single is not None:
             out.append(
-                {
-                    "stack": stack,
-                    "decode": decode,
-                    "what": f"batch {batch} / batch 1",
-                    "x": speed / index[(stack, decode, 1)],
-                }
+                {"stack": stack, "what": f"B {batch} / B 1, {decode} {precision}", "x": speed / single}
             )
     return out
 
 
 def format_table(rows: list[dict], summary: list[dict]) -> str:
     lines = [
-        f"{'stack':<10}{'decode':<8}{'B':>4}{'wall s':>10}{'s/song':>9}{'dance s/s':>11}{'steps':>7}  load"
+        f"{'stack':<10}{'decode':<8}{'precision':<10}{'B':>4}{'wall s':>10}{'s/song':>9}{'dance s/s':>11}"
+        f"{'x ref':>8}{'steps':>7}  load"
     ]
     for r in rows:
         steps = f"{r['steps_measured']}{'*' if r['extrapolated'] else ''}"
+        x_reference = "" if r.get("x_reference") is None else f"{r['x_reference']:.1f}"
         lines.append(
-            f"{r['stack']:<10}{r['decode']:<8}{r['batch']:>4}{r['wall_s']:>10.2f}{r['s_per_song']:>9.3f}"
-            f"{r['dance_s_per_wall_s']:>11.1f}{steps:>7}  {r['load_1min_before']:.1f}->{r['load_1min_after']:.1f}"
+            f"{r['stack']:<10}{r['decode']:<8}{r['precision']:<10}{r['batch']:>4}{r['wall_s']:>10.2f}"
+            f"{r['s_per_song']:>9.3f}{r['dance_s_per_wall_s']:>11.1f}{x_reference:>8}{steps:>7}  "
+            f"{r['load_1min_before']:.1f}->{r['load_1min_after']:.1f}"
         )
     if any(r["extrapolated"] for r in rows):
         lines.append("* measured that many steps, the rest extrapolated at the steady per-step cost")
-    lines += [f"{s['stack']:<10}{s.get('decode', ''):<8}{s['what']:<18}{s['x']:>8.1f}x" for s in summary]
+    lines += [f"{s['stack']:<10}{s['what']:<40}{s['x']:>8.1f}x" for s in summary]
     return "\n".join(lines)
 
 
@@ -138,7 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--stacks", nargs="+", choices=["danceba", "bailando"], default=["danceba", "bailando"]
     )
     parser.add_argument("--decodes", nargs="+", choices=["exact", "cached"], default=["exact", "cached"])
+    parser.add_argument(
+        "--precisions", nargs="+", choices=["float32", "bfloat16"], default=["float32"], help="weights"
+    )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="songs per batch")
+    parser.add_argument(
+        "--exact-batches", nargs="+", type=int, default=None, help="run exact only at these batch sizes"
+    )
     parser.add_argument("--codes", type=int, default=150, help="codes per song (150 = 20 s of dance)")
     parser.add_argument(
         "--max-steps", type=int, default=None, help="measure this many steps, extrapolate the rest"
@@ -162,8 +188,10 @@ def main(argv: list[str] | None = None) -> dict:
         model = build_gpt(dataclasses.replace(SIZES[args.size], stack=stack), device=args.device).eval()
         params[stack] = model.num_parameters()
         for batch in args.batches:
-            for decode in args.decodes:
-                rows.append(run_row(model, stack, decode, batch, args.codes, max_steps))
+            for decode, precision in itertools.product(args.decodes, args.precisions):
+                if decode == "exact" and args.exact_batches is not None and batch not in args.exact_batches:
+                    continue
+                rows.append(run_row(model, stack, decode, precision, batch, args.codes, max_steps))
                 print(format_table(rows[-1:], []).splitlines()[1], flush=True)
         del model
     summary = ratios(rows)

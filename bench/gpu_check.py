@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if unknown := set(args.only) - set(SECTIONS):
         parser.error(f"--only: unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    # The lent machine has no numba: CPU decoding there (and in the dry run) is PyTorch's ops.
+    os.environ.setdefault("DANCEBA_FUSED_CPU_STEP", "off")
     if args.dry_run:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # read when Triton is first imported (not yet)
     elif not torch.cuda.is_available():

@@ -137,6 +137,23 @@ def _generate_batch(
     bar: Any,
 ) -> dict[str, np.ndarray]:
     """One batch of songs through the GPT (``bar`` advanced by one per decoding step) and the VQ-VAE."""
+    up, down, lengths = batch_codes(gpt, batch, sampling, device, progress=lambda _done: bar.update(1))
+    dances = {}
+    for song, (u, d) in zip(batch, trim_codes(up, down, lengths), strict=True):
+        dances[song.name] = codes_to_joints(vqvae, u, d)
+        log.info("%s: %.1f s of dance (%d codes)", song.name, len(dances[song.name]) / FPS, len(u))
+    return dances
+
+
+def batch_codes(
+    gpt: CrossCondGPT,
+    batch: Sequence[Song],
+    sampling: SamplingConfig,
+    device: torch.device | str,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The GPT's codes for a batch of songs: up, down (B, L + 1) (``PAD_CODE`` past each song) and the
+    songs' lengths L_i (one code per 7.5 fps music frame after the first)."""
     conditions = [torch.as_tensor(s.music_7p5fps[1:], dtype=torch.float32) for s in batch]
     lengths = [len(c) for c in conditions]
     if min(lengths) < 1:
@@ -150,13 +167,9 @@ def _generate_batch(
     if gpt.config.genre_conditioning:
         genre = torch.tensor([genre_label(s.genre) for s in batch], device=device)
     up, down = generate_codes(
-        gpt, music, first_up, first_down, lengths, sampling, progress=lambda _done: bar.update(1), genre=genre
+        gpt, music, first_up, first_down, lengths, sampling, progress=progress, genre=genre
     )
-    dances = {}
-    for song, (u, d) in zip(batch, trim_codes(up, down, lengths), strict=True):
-        dances[song.name] = codes_to_joints(vqvae, u, d)
-        log.info("%s: %.1f s of dance (%d codes)", song.name, len(dances[song.name]) / FPS, len(u))
-    return dances
+    return up, down, lengths
 
 
 def random_code_dances(vqvae: SepVQVAER, lengths: dict[str, int], seed: int) -> dict[str, np.ndarray]:

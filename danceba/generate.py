@@ -51,6 +51,7 @@ from torch import Tensor
 
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.incremental import IncrementalDecoder
+from danceba.models.low_precision import bfloat16_weights
 
 PAD_CODE = -1  # code of the positions past a song's length in a batched output
 
@@ -68,6 +69,9 @@ class SamplingConfig:
     reference, keeps the logits). Greedy decoding of the embedded model repeated the previous code at
     71 % of steps against 50 % in the dances it learnt from, and the dancer froze.
     decode: ``exact`` (re-run the window at every step) or ``cached`` (incremental; see module docstring).
+    precision: ``float32`` (the reference) or ``bfloat16``: the Linear layers compute with bfloat16 weights
+    (:mod:`danceba.models.low_precision`; about 2x faster at batch 1 on CPU, and other codes wherever two
+    logits were closer than the rounding).
     """
 
     mode: Literal["greedy", "sample"] = "greedy"
@@ -76,12 +80,17 @@ class SamplingConfig:
     seed: int = 0
     decode: Literal["exact", "cached"] = "exact"
     repeat_penalty: float = 0.0
+    precision: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
         if self.mode not in ("greedy", "sample"):
             raise ValueError(f"SamplingConfig.mode: expected 'greedy' or 'sample', got {self.mode!r}")
         if self.decode not in ("exact", "cached"):
             raise ValueError(f"SamplingConfig.decode: expected 'exact' or 'cached', got {self.decode!r}")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError(
+                f"SamplingConfig.precision: expected 'float32' or 'bfloat16', got {self.precision!r}"
+            )
         if isinstance(self.temperature, bool) or not self.temperature > 0:
             raise ValueError(f"SamplingConfig.temperature: expected a number > 0, got {self.temperature!r}")
         if self.top_k is not None and (
@@ -127,9 +136,10 @@ def generate_codes(
     steps = int(lengths.max()) if lengths.numel() else 0
     was_training = model.training
     model.eval()
+    decoder_model = bfloat16_weights(model) if sampling.precision == "bfloat16" else model
     try:
         with torch.inference_mode():
-            up, down = _decode(model, music, first_up, first_down, steps, sampling, progress, genre)
+            up, down = _decode(decoder_model, music, first_up, first_down, steps, sampling, progress, genre)
             past_end = torch.arange(up.shape[1], device=up.device) > lengths[:, None]
             up.masked_fill_(past_end, PAD_CODE)
             down.masked_fill_(past_end, PAD_CODE)

@@ -158,7 +158,21 @@ def test_cached_pre_uses_the_newest_rows_of_the_window_pre():
     with torch.no_grad():
         window = music[:, 2:6]
         full = model.gpt_base.positional(window)  # (B, 12, D)
-        assert torch.equal(new_position_terms(model.gpt_base, window), full[:, [3, 7, 11]])
+        torch.testing.assert_close(new_position_terms(model.gpt_base, window), full[:, [3, 7, 11]])
+
+
+@pytest.mark.parametrize("faithful", [False, True])
+def test_pre_rows_equal_the_rows_of_the_whole_term(faithful: bool):
+    """``positional(music, rows)`` embeds only the rows asked for: the same numbers as the whole (B, 3t, D)
+    term, also in faithful mode, where a short window's rows come from the crop of the three streams."""
+    model = make_model(dataclasses.replace(TINY, pre=True, faithful=faithful))
+    music = forced_inputs(BLOCK)[2]
+    with torch.no_grad():
+        for t in (1, 3, BLOCK):
+            full = model.gpt_base.positional(music[:, :t])
+            rows = [0, t - 1, t, 2 * t - 1, 3 * t - 1]
+            got = model.gpt_base.positional(music[:, :t], rows=rows)
+            torch.testing.assert_close(got, full[:, rows], rtol=1e-12, atol=1e-12)
 
 
 def test_single_branch_pmmm_refuses_cached_decoding():

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from danceba.models.mamba import Mamba, MambaState, mamba_ssm_kernels
+from danceba.models import mamba as mamba_module
+from danceba.models.mamba import Mamba, MambaState, mamba_ssm_kernels, ssm_update
 from danceba.models.selective_scan import selective_scan as fused_selective_scan
 
 TINY = {"d_model": 8, "d_state": 4, "d_conv": 4, "expand": 2}  # d_inner 16, dt_rank 1
@@ -253,8 +254,8 @@ def test_step_by_step_decoding_equals_forward(seq_len: int) -> None:
         y_t, state = m.step(x[:, t], state)
         ys.append(y_t)
     torch.testing.assert_close(torch.stack(ys, dim=1), m(x), rtol=1e-10, atol=1e-12)
-    assert state.conv_state.shape == (3, 16, 2) and state.ssm_state.shape == (3, 16, 4)
-    torch.testing.assert_close(state.conv_state[:, :, -1], F.linear(x[:, -1], m.in_proj.weight)[:, :16])
+    assert state.conv_state.shape == (3, 2, 16) and state.ssm_state.shape == (3, 4, 16)
+    torch.testing.assert_close(state.conv_state[:, -1], F.linear(x[:, -1], m.in_proj.weight)[:, :16])
 
 
 def test_init_state_is_zero_with_module_dtype() -> None:
@@ -307,7 +308,7 @@ def test_bad_arguments_raise_clear_errors() -> None:
         m(torch.zeros(2, 5, 7, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"\(B, d_model\)"):
         m.step(torch.zeros(2, 5, 8, dtype=torch.float64), m.init_state(2))
-    with pytest.raises(ValueError, match=r"state\.conv_state must have shape \(3, 16, 3\)"):
+    with pytest.raises(ValueError, match=r"state\.conv_state must have shape \(3, 3, 16\)"):
         m.step(torch.zeros(3, 8, dtype=torch.float64), m.init_state(2))
 
 
@@ -343,3 +344,49 @@ def test_mamba_ssm_kernels_match_mambapy_on_gpu() -> None:
         scale = g_pure.abs().max().item()
         assert math.isfinite(scale)
         torch.testing.assert_close(g_kernel, g_pure, rtol=1e-3, atol=1e-4 * max(scale, 1.0))
+
+
+@pytest.mark.parametrize(("songs", "channels"), [(1, 48), (3, 1100)])  # 1100: channel chunks of 512 + a rest
+def test_fused_cpu_step_equals_the_pytorch_step(songs: int, channels: int) -> None:
+    """The numba kernel (its own exp2) against PyTorch's ops on the same float32 state, over 30 steps."""
+    ssm_step_cpu = pytest.importorskip("danceba.models.ssm_step_cpu")
+    gen = torch.Generator().manual_seed(0)
+    n_state = 8
+    A_log2 = -torch.exp(torch.randn(n_state, channels, generator=gen) * 2) * 1.4426950408889634
+    D = torch.randn(channels, generator=gen)
+    h_fused = torch.randn(songs, n_state, channels, generator=gen)
+    h_torch = h_fused.clone()
+    scratch = torch.empty_like(h_torch)
+    for _ in range(30):
+        delta = F.softplus(torch.randn(songs, channels, generator=gen))
+        x, B, C = (torch.randn(songs, n, generator=gen) for n in (channels, n_state, n_state))
+        y_fused = ssm_step_cpu.fused_ssm_step(h_fused, delta, A_log2, B, C, x, D)
+        y_torch = ssm_update(h_torch, scratch, delta, A_log2, B, C, x, D)
+        # The kernel's exp2 is within 1e-5 of PyTorch's; y sums N products, so compare on y's scale.
+        torch.testing.assert_close(y_fused, y_torch, rtol=0, atol=1e-4 * float(y_torch.abs().max()))
+    torch.testing.assert_close(h_fused, h_torch, rtol=0, atol=1e-4 * float(h_torch.abs().max()))
+    assert not torch.equal(h_fused, h_torch)  # two different exponentials
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_float32_decoding_of_many_songs_equals_forward(fused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From FUSED_CPU_STEP_MIN_SONGS songs on, float32 steps run the fused kernel (unless switched off);
+    either way the steps give the full forward's outputs to float32 accuracy."""
+    if fused:
+        pytest.importorskip("danceba.models.ssm_step_cpu")
+    else:
+        monkeypatch.setenv(mamba_module.FUSED_CPU_STEP_SWITCH, "off")
+    mamba_module._fused_cpu_step.cache_clear()
+    try:
+        assert (mamba_module._fused_cpu_step() is not None) == fused
+        m = make_mamba(dtype=torch.float32)
+        songs = mamba_module.FUSED_CPU_STEP_MIN_SONGS
+        x = inputs(batch=songs, seq_len=20).detach().float()
+        state = m.init_state(batch_size=songs)
+        ys = [m.step(x[:, t], state)[0] for t in range(x.shape[1])]
+        expected = m(x).detach()
+        torch.testing.assert_close(
+            torch.stack(ys, dim=1), expected, rtol=0, atol=1e-4 * float(expected.abs().max())
+        )
+    finally:
+        mamba_module._fused_cpu_step.cache_clear()

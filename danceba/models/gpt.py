@@ -203,13 +203,15 @@ class GPTBase(nn.Module):
             return music
         return (music - self.music_mean) / self.music_std
 
-    def positional(self, music: torch.Tensor) -> torch.Tensor | None:
-        """The additive position term (B or 1, 3t, D), or None (Danceba without PRE)."""
+    def positional(self, music: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor | None:
+        """The additive position term (B or 1, 3t, D) of music (B, t, C), or only its rows ``rows``
+        (B or 1, len(rows), D), or None (Danceba without PRE)."""
         t, size = music.shape[1], self.config.block_size
         if self.config.stack == "bailando":
-            return torch.cat([self.pos_emb[:, k * size : k * size + t] for k in range(3)], dim=1)
+            position = torch.cat([self.pos_emb[:, k * size : k * size + t] for k in range(3)], dim=1)
+            return position if rows is None else position[:, rows]
         if self.config.pre:
-            return self.position_scale * self.pos_emb(music)
+            return self.position_scale * self.pos_emb(music, rows)
         return None
 
     def genre_term(self, genre: torch.Tensor | None, batch: int) -> torch.Tensor | None:

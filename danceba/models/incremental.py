@@ -110,11 +110,8 @@ def pmmm_step(block: PMMMBlock, x: Tensor, states: list[MambaState]) -> tuple[Te
 def new_position_terms(base: GPTBase, music_window: Tensor) -> Tensor | None:
     """Position term of the newest time of a window, per stream: music_window (B, w, C) -> (B or 1, 3, D)
     (rows ``w-1, 2w-1, 3w-1`` of ``base.positional``), or None without a position term."""
-    position = base.positional(music_window)
-    if position is None:
-        return None
     w = music_window.shape[1]
-    return position[:, [w - 1, 2 * w - 1, 3 * w - 1]]
+    return base.positional(music_window, rows=[w - 1, 2 * w - 1, 3 * w - 1])
 
 
 class IncrementalDecoder:

@@ -111,10 +111,20 @@ class PhaseRhythmEmbedding(nn.Module):
             music = torch.cat([music, music[:, -1:].expand(-1, need - t, -1)], dim=1)
         return per_channel_stft_phase(music, n_fft=self.channel_n_fft, hop_length=1)[:, :t]
 
-    def forward(self, music: torch.Tensor) -> torch.Tensor:
+    def forward(self, music: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
+        """music (B, t, C) -> (B, 3t, D), or only the output rows ``rows`` (B, len(rows), D): a cached
+        decoder needs three of the 3t rows per step, and embedding all of them cost a third of a
+        40-song paper-size step (eval mode: the batch norm then treats rows independently)."""
         t = music.shape[1]
         phase = self.phase(music)
-        streams = [embed(phase) for embed in (self.pos_emb_1, self.pos_emb_2, self.pos_emb_3)]
+        embeds = (self.pos_emb_1, self.pos_emb_2, self.pos_emb_3)
+        if rows is not None:
+            # Stream and frame of each output row; the faithful crop keeps the first 3t of 3F rows.
+            frames = phase.shape[1]
+            return torch.cat(
+                [embeds[r // frames](phase[:, r % frames : r % frames + 1]) for r in rows], dim=1
+            )
+        streams = [embed(phase) for embed in embeds]
         if phase.shape[1] != t:  # faithful official mode, t < block_size: the release's crop of the concat
             return torch.cat(streams, dim=1)[:, : 3 * t]
         return torch.cat(streams, dim=1)
