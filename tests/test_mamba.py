@@ -374,6 +374,7 @@ def test_float32_decoding_of_many_songs_equals_forward(fused: bool, monkeypatch:
     either way the steps give the full forward's outputs to float32 accuracy."""
     if fused:
         pytest.importorskip("danceba.models.ssm_step_cpu")
+        monkeypatch.delenv(mamba_module.FUSED_CPU_STEP_SWITCH, raising=False)  # bench.gpu_check sets it
     else:
         monkeypatch.setenv(mamba_module.FUSED_CPU_STEP_SWITCH, "off")
     mamba_module._fused_cpu_step.cache_clear()
