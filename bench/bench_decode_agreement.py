@@ -25,11 +25,11 @@ import torch
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
 from danceba.dance_generation import batch_codes
-from danceba.generate import trim_codes
+from danceba.generate import PRECISIONS, trim_codes
 from danceba.train.gpt_training import load_gpt
 from pipelines.generate import test_songs
 
-MODES = [("exact", "float32"), ("cached", "float32"), ("exact", "bfloat16"), ("cached", "bfloat16")]
+MODES = [(decode, precision) for precision in PRECISIONS for decode in ("exact", "cached")]  # reference first
 
 
 def agreement(reference: list[torch.Tensor], other: list[torch.Tensor]) -> dict:

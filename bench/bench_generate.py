@@ -35,7 +35,7 @@ import time
 import torch
 
 from danceba.atomic import write_text_atomic
-from danceba.generate import SamplingConfig, context_window, generate_codes
+from danceba.generate import PRECISIONS, SamplingConfig, context_window, generate_codes
 from danceba.models.gpt import GPTConfig, build_gpt
 
 CODES_PER_SECOND = 7.5  # one code per 8 frames of 60 fps motion
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--decodes", nargs="+", choices=["exact", "cached"], default=["exact", "cached"])
     parser.add_argument(
-        "--precisions", nargs="+", choices=["float32", "bfloat16"], default=["float32"], help="weights"
+        "--precisions", nargs="+", choices=PRECISIONS, default=[PRECISIONS[0]], help="weights"
     )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="songs per batch")
     parser.add_argument(

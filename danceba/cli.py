@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
     gen.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),
+        choices=("float32", "bfloat16"),  # danceba.generate.PRECISIONS (not imported: it loads torch)
         default="float32",
         help="weights of the GPT's matrix products: bfloat16 is about 2x faster on CPU and changes some "
         "codes (bench/bench_decode_agreement.py)" + default,

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,8 @@ from danceba.models.incremental import IncrementalDecoder
 from danceba.models.low_precision import bfloat16_weights
 
 PAD_CODE = -1  # code of the positions past a song's length in a batched output
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # the reference first
 
 LogitsAt = Callable[[int], tuple[Tensor, Tensor]]  # step k -> logits_up (B, Vu), logits_down (B, Vd)
 
@@ -80,16 +82,16 @@ class SamplingConfig:
     seed: int = 0
     decode: Literal["exact", "cached"] = "exact"
     repeat_penalty: float = 0.0
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Precision = "float32"
 
     def __post_init__(self) -> None:
         if self.mode not in ("greedy", "sample"):
             raise ValueError(f"SamplingConfig.mode: expected 'greedy' or 'sample', got {self.mode!r}")
         if self.decode not in ("exact", "cached"):
             raise ValueError(f"SamplingConfig.decode: expected 'exact' or 'cached', got {self.decode!r}")
-        if self.precision not in ("float32", "bfloat16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(
-                f"SamplingConfig.precision: expected 'float32' or 'bfloat16', got {self.precision!r}"
+                f"SamplingConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}"
             )
         if isinstance(self.temperature, bool) or not self.temperature > 0:
             raise ValueError(f"SamplingConfig.temperature: expected a number > 0, got {self.temperature!r}")

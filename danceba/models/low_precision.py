@@ -16,6 +16,7 @@ later step then differs. ``bench/bench_generate.py --precisions`` measures the s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,11 +55,9 @@ class BFloat16Linear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.numel() // max(self.in_features, 1)
-        if rows <= ROWS_WITHOUT_ONEDNN and x.device.type == "cpu":
-            with _onednn_disabled():
-                return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
-        return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
+        few_rows = x.numel() // self.in_features <= ROWS_WITHOUT_ONEDNN and x.device.type == "cpu"
+        with _onednn_disabled() if few_rows else contextlib.nullcontext():
+            return F.linear(x.to(torch.bfloat16), self.weight, self.bias).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -10,8 +10,9 @@ The exponential is computed in the loop with plain arithmetic, so that it vector
 vector exp without Intel's SVML): ``2^v = (2^(v / 64))^64`` with a degree-8 Taylor polynomial of
 ``2^w`` on ``w in [-1, 1]`` (truncation below 1.1e-7) squared six times: relative error about 1e-5
 (float32 rounding grown by the squarings), against the 1e-7 of PyTorch's exp. Decays below ``2^-126``
-(the smallest normal float) are raised to it. Float32 only; :meth:`danceba.models.mamba.Mamba.ssm_step` uses PyTorch's ops for
-other dtypes, on other devices or when numba is missing (it imports this module lazily).
+(the smallest normal float) are raised to it. Float32 only; :meth:`danceba.models.mamba.Mamba.ssm_step`
+uses PyTorch's ops for other dtypes, on other devices or when numba is missing (it imports this module
+lazily).
 """
 
 from __future__ import annotations
