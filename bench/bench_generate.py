@@ -35,8 +35,10 @@ import time
 import torch
 
 from danceba.atomic import write_text_atomic
-from danceba.generate import PRECISIONS, SamplingConfig, context_window, generate_codes
-from danceba.models.gpt import GPTConfig, build_gpt
+from danceba.generate import context_window, generate_codes
+from danceba.generate_config import PRECISIONS, SamplingConfig
+from danceba.models.gpt import build_gpt
+from danceba.models.gpt_config import GPTConfig
 
 CODES_PER_SECOND = 7.5  # one code per 8 frames of 60 fps motion
 SIZES = {

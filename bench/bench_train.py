@@ -47,7 +47,8 @@ from danceba.models.gpt import build_gpt
 from danceba.models.mamba import BACKENDS as MAMBA_BACKENDS
 from danceba.models.mamba import Mamba
 from danceba.models.vqvae import SepVQVAE, vqvae_loss_fn
-from danceba.train.optim import OptimConfig, build_optimizer
+from danceba.train.optim import build_optimizer
+from danceba.train.train_config import OptimConfig
 
 ROOT = Path(__file__).resolve().parents[1]  # the child runs `python -m bench.bench_train` from here
 GB = 1e9

@@ -54,7 +54,7 @@ import torch
 from bench import gpu_check_parity as parity
 from bench import gpu_check_speed as speed
 from danceba.models import triton_scan
-from danceba.models.gpt import GPTConfig
+from danceba.models.gpt_config import GPTConfig
 from danceba.models.mamba import mamba_ssm_kernels
 
 SECTIONS = ("parity", "scan_speed", "train_steps", "generation", "training_run")

@@ -26,9 +26,11 @@ import torch
 from torch import Tensor
 
 from danceba.features.phase import official_stft_phase
-from danceba.generate import SamplingConfig, context_window, generate_codes
+from danceba.generate import context_window, generate_codes
+from danceba.generate_config import SamplingConfig
 from danceba.models import triton_scan
-from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
+from danceba.models.gpt import CrossCondGPT, build_gpt
+from danceba.models.gpt_config import GPTConfig
 from danceba.models.mamba import Mamba
 from danceba.models.selective_scan import selective_scan as fused_scan
 

@@ -18,9 +18,11 @@ from collections.abc import Callable
 import torch
 
 from bench import gpu_check_parity as parity
-from danceba.generate import SamplingConfig, generate_codes
+from danceba.generate import generate_codes
+from danceba.generate_config import SamplingConfig
 from danceba.models import triton_scan
-from danceba.models.gpt import GPTConfig, build_gpt
+from danceba.models.gpt import build_gpt
+from danceba.models.gpt_config import GPTConfig
 from danceba.models.mamba import Mamba, mamba_ssm_kernels
 
 PEAK_FLOPS = 790e12  # H200 dense bf16, as the lent machine's notes give it

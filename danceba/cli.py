@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from danceba import __version__
+from danceba.generate_config import PRECISIONS
 
 DEFAULT_GPT = Path("data/models/gpt.pt")
 DEFAULT_VQVAE = Path("data/models/vqvae.pt")
@@ -125,7 +126,7 @@ def _conditioned_genre(genre: str | None, conditioned: bool) -> str | None:
 
 def run_generate(args: argparse.Namespace) -> int:
     from danceba.dance_generation import generate_dances
-    from danceba.generate import SamplingConfig
+    from danceba.generate_config import SamplingConfig
     from danceba.song import (
         check_output_names,
         load_models,
@@ -244,7 +245,7 @@ def _gpt_config(stack: str, config_from: Path | None, faithful: bool, official=N
     fields), else the config saved in the official checkpoint, else the paper's defaults."""
     import yaml
 
-    from danceba.models.gpt import GPTConfig
+    from danceba.models.gpt_config import GPTConfig
     from danceba.official_checkpoint import gpt_fields
     from danceba.strict_dataclass import build_dataclass
     from danceba.train.checkpoint import CheckpointError
@@ -413,8 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
     gen.add_argument(
         "--precision",
-        choices=("float32", "bfloat16"),  # danceba.generate.PRECISIONS (not imported: it loads torch)
-        default="float32",
+        choices=PRECISIONS,
+        default=PRECISIONS[0],
         help="weights of the GPT's matrix products: bfloat16 is about 2x faster on CPU and changes some "
         "codes (bench/bench_decode_agreement.py)" + default,
     )

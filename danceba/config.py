@@ -11,76 +11,35 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
-from danceba.dance_generation import GenerateConfig
+from danceba.data.data_config import DataConfig
 from danceba.evaluation import EvaluateConfig
+from danceba.generate_config import GenerateConfig
 from danceba.html_report import ReportConfig
-from danceba.motion_tokens import TokenizeConfig
-from danceba.params_checks import consistency_problems
+from danceba.params_checks import (
+    consistency_problems,
+    derivation_problems,
+    derived_gpt_fields,
+    written_derived_fields,
+)
 from danceba.strict_dataclass import (
-    Bounds,
     ConfigError,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
     PositiveInt,
     build_dataclass,
+    check_annotations,
 )
 from danceba.strict_yaml import load_strict_yaml
-from danceba.train.gpt_training import TrainGPTConfig
-from danceba.train.vqvae_training import TrainVQVAEConfig
+from danceba.tokenize_config import TokenizeConfig
+from danceba.train.stage_configs import TrainGPTConfig, TrainVQVAEConfig
 
 __all__ = ["ConfigError", "Params", "build_dataclass", "load_params", "section_as_dict"]
 
 # ----------------------------------------------------------------------------------------------
 # Sections
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MiniDatasetConfig:
-    """The embedded mini dataset (written in the AIST++ layout by ``danceba.data.mini``).
-
-    The grid: ``genres`` x ``music_per_genre`` x ``dancers_per_music`` x ``choreographies_per_dancer``
-    sequences, the first ``basic_choreographies`` of each dancer basic (``sBM``), the rest advanced
-    (``sFM``). Lengths: ``seconds`` (basic) and ``advanced_seconds`` (advanced; 0 = ``seconds``), each
-    dance's drawn from U(1 - ``seconds_spread``, 1 + ``seconds_spread``) times its mean (0 = fixed).
-    ``sequences`` / ``train_sequences`` (0 = all) keep that many of the grid in all / in the training
-    split, evenly spread over it (val and test are always kept). ``ignored_train`` / ``ignored_other``:
-    entries of the ignore list drawn from the training split / from the sequences in no split. The
-    defaults are the embedded dataset; ``configs/scale.yaml`` sets AIST++'s shape.
-    """
-
-    seed: NonNegativeInt = 0
-    genres: tuple[str, ...] = ("gBR", "gPO", "gLO", "gHO", "gJB")
-    music_per_genre: PositiveInt = 3
-    dancers_per_music: PositiveInt = 2
-    choreographies_per_dancer: PositiveInt = 2
-    basic_choreographies: PositiveInt = 2
-    sequences: NonNegativeInt = 0
-    train_sequences: NonNegativeInt = 0
-    ignored_train: NonNegativeInt = 2
-    ignored_other: NonNegativeInt = 0
-    seconds: PositiveFloat = 12.0
-    advanced_seconds: NonNegativeFloat = 0.0
-    seconds_spread: Annotated[float, Bounds(low=0, high=1, open_high=True)] = 0.0
-    sample_rate: PositiveInt = 30720
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the raw dataset comes from. ``source: mini`` needs no network."""
-
-    source: Literal["mini", "aistpp"] = "mini"
-    download_dir: str = "downloads"
-    annotations_url: str = "https://github.com/google/aistplusplus_dataset/releases/download/v1.0/motions.zip"
-    annotations_sha256: str = ""
-    music_url: str = "https://aistdancedb.ongaaccel.jp/v1.0.0/audio/wav.zip"
-    music_sha256: str = ""
-    mini: MiniDatasetConfig = field(default_factory=MiniDatasetConfig)
 
 
 @dataclass(frozen=True)
@@ -108,10 +67,7 @@ class MusicFeaturesConfig:
     token_rhythm: Literal["none", "append", "only"] = "none"
 
     def __post_init__(self) -> None:
-        if self.token_rhythm not in ("none", "append", "only"):
-            raise ValueError(
-                f"music_features.token_rhythm: expected none, append or only, got {self.token_rhythm!r}"
-            )
+        check_annotations(self, "music_features")
         if self.token_rhythm != "none" and self.kind != "bailando438":
             raise ValueError(
                 "music_features.token_rhythm needs kind bailando438 (it reads the 60 fps beat column)"
@@ -130,8 +86,7 @@ class ComputeConfig:
     threads: PositiveInt = 2
 
     def __post_init__(self) -> None:
-        if isinstance(self.threads, bool) or self.threads < 1:
-            raise ConfigError(f"compute.threads: expected a positive int, got {self.threads!r}")
+        check_annotations(self, "compute")
 
 
 @dataclass(frozen=True)
@@ -160,7 +115,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
     Each line of the error names the file and the key: YAML that does not parse, a duplicate key,
     an unknown key, a missing or empty section, a value of the wrong type, outside its bounds or not
-    finite, and the cross-section problems of :func:`danceba.params_checks.consistency_problems`.
+    finite, a value that is derived from others written out, and the cross-section problems of
+    :mod:`danceba.params_checks`. The GPT's vocabularies, ``n_music`` and ``block_size`` are derived
+    there from the VQ-VAE, the music features and the ``tokenize`` window.
     """
     path = Path(path)
     try:
@@ -179,9 +136,23 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         params = build_dataclass(Params, raw)
     except ConfigError as error:
         raise error.prefixed(f"{path}: ") from None
+    if problems := written_derived_fields(raw) + derivation_problems(params):
+        raise ConfigError(problems).prefixed(f"{path}: ")
+    params = with_derived_values(params, path)
     if problems := consistency_problems(params):
         raise ConfigError(problems).prefixed(f"{path}: ")
     return params
+
+
+def with_derived_values(params: Params, path: str | Path = "params.yaml") -> Params:
+    """``params`` with the GPT sizes that follow from other sections filled in
+    (:data:`danceba.params_checks.DERIVED_GPT_FIELDS`)."""
+    gpt = params.train_gpt
+    try:
+        model = dataclasses.replace(gpt.model, **derived_gpt_fields(params))
+    except ValueError as error:
+        raise ConfigError(f"{path}: train_gpt.model: {error}") from None
+    return dataclasses.replace(params, train_gpt=dataclasses.replace(gpt, model=model))
 
 
 def _section_names() -> list[str]:

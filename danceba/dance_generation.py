@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,36 +27,16 @@ import torch
 
 from danceba.data.aistpp import FPS, music_tempo_bpm
 from danceba.floor import place_on_floor
-from danceba.generate import SamplingConfig, generate_codes, trim_codes
+from danceba.generate import generate_codes, trim_codes
+from danceba.generate_config import SamplingConfig
 from danceba.genres import genre_label
-from danceba.models.bailando_layout import joints_from_bailando_layout, to_bailando_layout
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
+from danceba.motion.bailando_layout import joints_from_bailando_layout, to_bailando_layout
 from danceba.motion_tokens import token_arrays
 from danceba.progress import progress_bar
-from danceba.strict_dataclass import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SplitName
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerateConfig:
-    """``generate`` in params.yaml. ``top_k: 0`` means no top-k restriction."""
-
-    splits: tuple[SplitName, ...] = ("val", "test")
-    mode: Literal["greedy", "sample"] = "greedy"
-    temperature: PositiveFloat = 1.0
-    top_k: NonNegativeInt = 0
-    seed: NonNegativeInt = 0
-    decode: Literal["exact", "cached"] = "exact"
-    repeat_penalty: NonNegativeFloat = 0.0  # nats off the previous code's logit (0: the reference sampler)
-    batch_size: PositiveInt = 16
-    sample_videos: NonNegativeInt = 1  # MP4s (skeleton + music) of the first generated dances, for a look
-
-    def sampling(self) -> SamplingConfig:
-        return SamplingConfig(
-            self.mode, self.temperature, self.top_k or None, self.seed, self.decode, self.repeat_penalty
-        )
 
 
 @dataclass(frozen=True)

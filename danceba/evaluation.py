@@ -56,6 +56,7 @@ from danceba.strict_dataclass import (
     PositiveFloat,
     PositiveInt,
     SplitName,
+    check_annotations,
 )
 
 FPS = 60  # of the joints and of the 60 fps music features
@@ -108,29 +109,17 @@ class EvaluateConfig:
     ci_level: Annotated[float, Bounds(low=0, high=1, open_low=True, open_high=True)] = 0.95
     contact_height_m: PositiveFloat = 0.05
     pfc_fps: PositiveInt = 30
-    jitter_noise_m: NonNegativeFloat = 0.01
-    still_noise_m: NonNegativeFloat = 0.0001
+    jitter_noise_m: PositiveFloat = 0.01
+    still_noise_m: PositiveFloat = 0.0001
 
     def __post_init__(self) -> None:
         if not self.protocols:
             raise ValueError("evaluate.protocols: at least one protocol")
         for name in self.protocols:
             motion_protocol(name), metric_protocol(name)  # unknown names raise ValueError
-        checks = (
-            ("plot_pieces", self.plot_pieces >= 0, ">= 0"),
-            ("chance_shifts", self.chance_shifts >= 1, ">= 1"),
-            ("chance_min_shift_s", self.chance_min_shift_s >= 0, ">= 0"),
-            ("bootstrap", self.bootstrap >= 1, ">= 1"),
-            ("fid_bootstrap", self.fid_bootstrap >= 0, ">= 0"),
-            ("ci_level", 0 < self.ci_level < 1, "in (0, 1)"),
-            ("contact_height_m", self.contact_height_m > 0, "> 0"),
-            ("pfc_fps", 1 <= self.pfc_fps <= FPS and FPS % self.pfc_fps == 0, f"a divisor of {FPS}"),
-            ("jitter_noise_m", self.jitter_noise_m > 0, "> 0"),
-            ("still_noise_m", self.still_noise_m > 0, "> 0"),
-        )
-        for key, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"evaluate.{key}: must be {rule}, got {getattr(self, key)!r}")
+        check_annotations(self, "evaluate")
+        if self.pfc_fps > FPS or FPS % self.pfc_fps:
+            raise ValueError(f"evaluate.pfc_fps: must be a divisor of {FPS}, got {self.pfc_fps!r}")
 
     @property
     def min_shift_frames(self) -> int:

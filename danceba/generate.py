@@ -42,69 +42,20 @@ ever sees its own frames ``<= k`` at step k, so its valid codes are those it wou
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from danceba.generate_config import SamplingConfig
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.incremental import IncrementalDecoder
 from danceba.models.low_precision import bfloat16_weights
 
 PAD_CODE = -1  # code of the positions past a song's length in a batched output
-Precision = Literal["float32", "bfloat16"]
-PRECISIONS: tuple[str, ...] = get_args(Precision)  # the reference first
+
 
 LogitsAt = Callable[[int], tuple[Tensor, Tensor]]  # step k -> logits_up (B, Vu), logits_down (B, Vd)
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """How codes are chosen and decoded. Defaults: the official sampler (greedy top-1, exact decoding).
-
-    mode: ``greedy`` (top-1 of the softmax, as released) or ``sample`` (softmax of logits / temperature,
-    restricted to the ``top_k`` largest logits when set, drawn with a ``torch.Generator`` seeded with
-    ``seed``; up then down at every step). ``temperature``, ``top_k`` and ``seed`` are unused when greedy.
-    repeat_penalty: nats subtracted from the logit of each stream's previous code before choosing (0, the
-    reference, keeps the logits). Greedy decoding of the embedded model repeated the previous code at
-    71 % of steps against 50 % in the dances it learnt from, and the dancer froze.
-    decode: ``exact`` (re-run the window at every step) or ``cached`` (incremental; see module docstring).
-    precision: ``float32`` (the reference) or ``bfloat16``: the Linear layers compute with bfloat16 weights
-    (:mod:`danceba.models.low_precision`; about 2x faster at batch 1 on CPU, and other codes wherever two
-    logits were closer than the rounding).
-    """
-
-    mode: Literal["greedy", "sample"] = "greedy"
-    temperature: float = 1.0
-    top_k: int | None = None
-    seed: int = 0
-    decode: Literal["exact", "cached"] = "exact"
-    repeat_penalty: float = 0.0
-    precision: Precision = "float32"
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("greedy", "sample"):
-            raise ValueError(f"SamplingConfig.mode: expected 'greedy' or 'sample', got {self.mode!r}")
-        if self.decode not in ("exact", "cached"):
-            raise ValueError(f"SamplingConfig.decode: expected 'exact' or 'cached', got {self.decode!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"SamplingConfig.precision: expected one of {PRECISIONS}, got {self.precision!r}"
-            )
-        if isinstance(self.temperature, bool) or not self.temperature > 0:
-            raise ValueError(f"SamplingConfig.temperature: expected a number > 0, got {self.temperature!r}")
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
-        ):
-            raise ValueError(f"SamplingConfig.top_k: expected None or an int >= 1, got {self.top_k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"SamplingConfig.seed: expected an int, got {self.seed!r}")
-        if isinstance(self.repeat_penalty, bool) or not 0 <= self.repeat_penalty < float("inf"):
-            raise ValueError(
-                f"SamplingConfig.repeat_penalty: expected a finite number >= 0, got {self.repeat_penalty!r}"
-            )
 
 
 def context_window(model: CrossCondGPT) -> int:

@@ -29,7 +29,7 @@ import numpy as np
 from danceba.dance_generation import Song, generate_dances
 from danceba.data.aistpp import FPS
 from danceba.evaluation import EvaluateConfig
-from danceba.generate import SamplingConfig
+from danceba.generate_config import SamplingConfig
 from danceba.genre_classifier import GenreClassifier, accuracy
 from danceba.metrics import metric_protocol
 from danceba.models.gpt import CrossCondGPT

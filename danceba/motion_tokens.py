@@ -21,7 +21,6 @@ named ``<sequence>x<factor>`` on that music. Without factors it is a copy of the
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,37 +30,17 @@ import torch
 from tqdm import tqdm
 
 from danceba import tables
-from danceba.data.windows import FRAMES_PER_TOKEN, read_sequence_index
+from danceba.data.windows import read_sequence_index
+from danceba.features.music import FRAMES_PER_TOKEN
 from danceba.features.tempo_augment import (
-    TempoFactor,
     stretch_frames,
     stretched_condition,
     stretched_id,
     stretched_length,
 )
-from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
 from danceba.models.vqvae import SepVQVAE
-from danceba.strict_dataclass import ConfigError, PositiveInt, SplitName
-
-
-@dataclass(frozen=True)
-class TokenizeConfig:
-    """``tokenize`` in params.yaml: window length and stride in 60 fps frames (Bailando's GPT: 240 / 8);
-    ``tempo_factors``: stretched copies of the training split (none in the paper)."""
-
-    window: PositiveInt = 240
-    stride: PositiveInt = 8
-    splits: tuple[SplitName, ...] = ("train", "val", "test")
-    batch_size: PositiveInt = 256
-    tempo_factors: tuple[TempoFactor, ...] = ()
-
-    def __post_init__(self) -> None:
-        factors = [round(f, 2) for f in self.tempo_factors]
-        if len(set(factors)) != len(factors) or 1.0 in factors:
-            raise ConfigError(
-                f"tokenize.tempo_factors: expected distinct factors other than 1 (to 2 decimals), "
-                f"got {list(self.tempo_factors)}"
-            )
+from danceba.motion.bailando_layout import sliding_windows, to_bailando_layout
+from danceba.tokenize_config import TokenizeConfig
 
 
 @torch.inference_mode()

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from danceba.models.gpt import GPTConfig
+from danceba.models.gpt_config import GPTConfig
 from danceba.train.checkpoint import CheckpointError, load_weights_only
 
 EASYDICT_GLOBAL = "easydict.EasyDict"

@@ -1,17 +1,23 @@
-"""Checks across sections of ``params.yaml``: what one section's values imply for another's.
+"""Relations between sections of ``params.yaml``: the values one section derives from others, and the
+checks across sections.
 
-Each section is checked on its own by its dataclass (types, bounds); these are the relations between
-them, run by :func:`danceba.config.load_params` after the sections are built, each problem one line
-naming the keys:
+Each section is checked on its own by its dataclass (types, bounds). :func:`danceba.config.load_params`
+then fills in the GPT's sizes that follow from other sections (:data:`DERIVED_GPT_FIELDS`; written in
+``params.yaml`` they are refused, so each has one source):
 
-* the GPT's vocabularies are the VQ-VAE's codebook size;
-* the GPT's ``n_music`` is the width ``music_features`` writes (438, 459 with the token rhythm
-  appended, 21 with it alone; 35 for EDGE's set);
-* the GPT's ``block_size`` is one less than the codes in a ``tokenize`` window, whose length is a
-  multiple of the VQ-VAE's frames per code (``stride_t ** down_t``);
-* ``data.download_dir`` stays inside the project unless it is absolute;
-* the two models fit in this machine's memory: a size typo (``l_bins: 10000000000``) is refused with
-  the estimate, before any stage tries to allocate it.
+* ``vocab_up`` / ``vocab_down``: the VQ-VAE's codebook size (``train_vqvae.model.l_bins``);
+* ``n_music``: the width ``music_features`` writes (438, 459 with the token rhythm appended, 21 with it
+  alone; 35 for EDGE's set);
+* ``block_size``: one less than the codes in a ``tokenize`` window.
+
+and reports, each problem one line naming the keys:
+
+* a VQ-VAE whose frames per code (``stride_t ** down_t``) is not the music's token rate (60 / 7.5 = 8
+  frames: the GPT reads one 7.5 fps music frame beside each code);
+* a ``tokenize`` window that is not a whole number of codes;
+* ``data.download_dir`` leaving the project unless it is absolute;
+* models that do not fit in this machine's memory: a size typo (``l_bins: 10000000000``) is refused
+  with the estimate, before any stage tries to allocate it.
 """
 
 from __future__ import annotations
@@ -20,11 +26,19 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from danceba.features.music import N_BAILANDO_FEATURES
+from danceba.features.music import FRAMES_PER_TOKEN, N_BAILANDO_FEATURES
 from danceba.features.rhythm import N_RHYTHM_FEATURES
 
 N_EDGE_FEATURES = 35
 BYTES_PER_TRAINED_PARAMETER = 16  # fp32 weights, gradients and Adam's two moments
+
+# train_gpt.model fields the loader derives, and what each follows (the message when one is written).
+DERIVED_GPT_FIELDS = {
+    "vocab_up": "train_vqvae.model.l_bins",
+    "vocab_down": "train_vqvae.model.l_bins",
+    "n_music": "music_features.kind and token_rhythm",
+    "block_size": "tokenize.window (codes per window - 1)",
+}
 
 
 def expected_n_music(kind: str, token_rhythm: str) -> int:
@@ -61,35 +75,51 @@ def machine_memory_bytes() -> int | None:
         return None
 
 
+def written_derived_fields(raw: Any) -> list[str]:
+    """One line per derived GPT field that the raw ``params.yaml`` mapping spells out (refused)."""
+    model = raw.get("train_gpt", {}).get("model", {}) if isinstance(raw, dict) else {}
+    if not isinstance(model, dict):
+        return []
+    return [
+        f"train_gpt.model.{name}: derived from {source}; remove it from the file"
+        for name, source in DERIVED_GPT_FIELDS.items()
+        if name in model
+    ]
+
+
+def derived_gpt_fields(params: Any) -> dict[str, int]:
+    """The values of :data:`DERIVED_GPT_FIELDS` for ``params`` (a :class:`danceba.config.Params`)."""
+    vq = params.train_vqvae.model
+    features = params.music_features
+    return {
+        "vocab_up": vq.l_bins,
+        "vocab_down": vq.l_bins,
+        "n_music": expected_n_music(features.kind, features.token_rhythm),
+        "block_size": params.tokenize.window // vq.hop_length - 1,
+    }
+
+
+def derivation_problems(params: Any) -> list[str]:
+    """The problems that leave the derived GPT sizes undefined (checked before deriving them)."""
+    hop, window = params.train_vqvae.model.hop_length, params.tokenize.window
+    if hop != FRAMES_PER_TOKEN:
+        return [
+            f"train_vqvae.model: stride_t ** down_t is {hop} frames per code, but the GPT reads one 7.5 fps "
+            f"music frame beside each code: it must be {FRAMES_PER_TOKEN}"
+        ]
+    if window % hop or window // hop < 2:
+        return [
+            f"tokenize.window: {window} frames is not a multiple of the VQ-VAE's {hop} frames per code "
+            f"(train_vqvae.model.stride_t ** down_t) of at least 2 codes"
+        ]
+    return []
+
+
 def consistency_problems(params: Any, memory_bytes: int | None = None) -> list[str]:
-    """Every cross-section problem of ``params`` (a :class:`danceba.config.Params`), one line each."""
+    """Every cross-section problem of ``params`` (a :class:`danceba.config.Params` with its derived
+    values), one line each."""
     problems = []
     vq, gpt = params.train_vqvae.model, params.train_gpt.model
-    for half in ("up", "down"):
-        vocab = getattr(gpt, f"vocab_{half}")
-        if vocab != vq.l_bins:
-            problems.append(
-                f"train_gpt.model.vocab_{half}: {vocab} but train_vqvae.model.l_bins is {vq.l_bins} "
-                "(the GPT predicts the VQ-VAE's codes: they must be equal)"
-            )
-    width = expected_n_music(params.music_features.kind, params.music_features.token_rhythm)
-    if gpt.n_music != width:
-        problems.append(
-            f"train_gpt.model.n_music: {gpt.n_music} but music_features (kind {params.music_features.kind}, "
-            f"token_rhythm {params.music_features.token_rhythm}) writes {width} columns"
-        )
-    hop = vq.hop_length
-    window = params.tokenize.window
-    if window % hop:
-        problems.append(
-            f"tokenize.window: {window} frames is not a multiple of the VQ-VAE's {hop} frames per code "
-            "(train_vqvae.model.stride_t ** down_t)"
-        )
-    elif gpt.block_size != window // hop - 1:
-        problems.append(
-            f"train_gpt.model.block_size: {gpt.block_size} but a tokenize.window of {window} frames holds "
-            f"{window // hop} codes: block_size must be {window // hop - 1}"
-        )
     download = PurePosixPath(Path(params.data.download_dir).as_posix())
     if not download.is_absolute() and ".." in download.parts:
         problems.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import types
 import typing
 from collections.abc import Sequence
@@ -127,18 +128,69 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported annotation {_type_name(tp)}")
 
 
-def bounds_problems(instance: Any) -> list[str]:
-    """The out-of-bounds fields of a dataclass built directly (not by :func:`build_dataclass`)."""
+def annotation_problems(instance: Any, section: str | None = None) -> list[str]:
+    """The fields of a dataclass built directly (not by :func:`build_dataclass`) whose value breaks the
+    rules its annotation writes: a choice outside a ``Literal``, a number outside its :class:`Bounds`,
+    a float that is not finite, a bool where a number belongs (elements of ``tuple[X, ...]`` too).
+
+    The same annotations drive :func:`build_dataclass`, so each rule is written once, in the field;
+    a ``__post_init__`` calls this and adds only the checks that relate several fields. Messages name
+    ``section.field`` (the class name when ``section`` is None).
+    """
     hints = typing.get_type_hints(type(instance), include_extras=True)
     problems = []
     for f in dataclasses.fields(instance):
-        value = getattr(instance, f.name)
-        if typing.get_origin(hints[f.name]) is not Annotated or isinstance(value, bool):
-            continue
-        for bounds in (x for x in typing.get_args(hints[f.name])[1:] if isinstance(x, Bounds)):
-            if isinstance(value, int | float) and (problem := bounds.problem(value)) is not None:
-                problems.append(f"{type(instance).__name__}.{f.name}: {problem}")
+        key = f"{section or type(instance).__name__}.{f.name}"
+        problems += _value_problems(getattr(instance, f.name), hints[f.name], key)
     return problems
+
+
+def _value_problems(value: Any, tp: Any, key: str) -> list[str]:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *extras = typing.get_args(tp)
+        if found := _value_problems(value, base, key):
+            return found
+        return [
+            f"{key}: {problem}"
+            for bounds in extras
+            if isinstance(bounds, Bounds) and isinstance(value, numbers.Real)
+            if (problem := bounds.problem(value)) is not None
+        ]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        return [] if value in allowed else [f"{key}: expected one of {list(allowed)}, got {value!r}"]
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(tp) if option is not type(None)]
+        if value is None and len(options) < len(typing.get_args(tp)):
+            return []
+        found = [_value_problems(value, option, key) for option in options]
+        return [] if any(not f for f in found) else found[0]
+    if origin is tuple and isinstance(value, tuple):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return [p for i, v in enumerate(value) for p in _value_problems(v, args[0], f"{key}[{i}]")]
+        if len(args) != len(value):
+            return [f"{key}: expected {len(args)} items, got {len(value)}"]
+        return [
+            p
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
+            for p in _value_problems(v, a, f"{key}[{i}]")
+        ]
+    if tp in (int, float) and isinstance(value, bool):
+        return [f"{key}: expected a number, got {value!r}"]
+    if tp is int and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return [f"{key}: expected int, got {value!r}"]
+    if tp is float and isinstance(value, numbers.Real) and not math.isfinite(value):
+        return [f"{key}: expected a finite number, got {value!r}"]
+    return []
+
+
+def check_annotations(instance: Any, section: str | None = None) -> None:
+    """Raise :class:`ConfigError` (a ``ValueError``), one line per :func:`annotation_problems`, for a
+    ``__post_init__``."""
+    if problems := annotation_problems(instance, section):
+        raise ConfigError(problems)
 
 
 def build_dataclass(cls: type[T], data: Any, where: str = "") -> T:

@@ -26,7 +26,7 @@ import numpy as np
 
 from danceba.tracking_store import retry_locked
 
-BAILANDO_CHANNELS = 72  # 24 joints x xyz, root channels first (danceba.models.bailando_layout)
+BAILANDO_CHANNELS = 72  # 24 joints x xyz, root channels first (danceba.motion.bailando_layout)
 _ARROW_TO_MLFLOW = {
     "bool": "boolean",
     "int8": "integer",

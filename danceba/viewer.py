@@ -20,15 +20,12 @@ downloaded at run time), and a small JSON/binary API:
 ``GET /audio?piece=P``               the music file, with HTTP Range requests (media seeking needs them)
 
 Only files of the catalog and the player are served. Bad input raises :class:`ViewerInputError` naming
-the file and the problem. Importing this module does not import torch (``danceba.skeleton`` does, so
-its ``SMPL_PARENTS`` is read from that file's source, see :func:`smpl_parents`); librosa is imported
-the first time music beats are asked for.
+the file and the problem. Importing this module does not import torch; librosa is imported the first
+time music beats are asked for.
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 import re
 import threading
@@ -44,7 +41,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import numpy as np
 
-from danceba.features.motion import SMPL_JOINT_NAMES, motion_beats
+from danceba.features.motion import motion_beats
+from danceba.motion.skeleton import SMPL_JOINT_NAMES, SMPL_PARENTS
 
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".flac": "audio/flac"}
 AUDIO_TYPES[".m4a"] = "audio/mp4"
@@ -82,15 +80,6 @@ class Track:
     label: str
     source: Path
     dances: Mapping[str, Dance]
-
-
-def smpl_parents() -> tuple[int, ...]:
-    """``danceba.skeleton.SMPL_PARENTS`` (24,) read from the module's source without importing it (torch)."""
-    origin = importlib.util.find_spec("danceba.skeleton").origin
-    for node in ast.parse(Path(origin).read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "SMPL_PARENTS":
-            return tuple(ast.literal_eval(node.value))
-    raise RuntimeError(f"{origin}: no SMPL_PARENTS assignment")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,7 +322,7 @@ class Catalog:
         return {
             "tracks": tracks,
             "pieces": pieces,
-            "parents": smpl_parents(),
+            "parents": SMPL_PARENTS,
             "joint_names": SMPL_JOINT_NAMES,
         }
 

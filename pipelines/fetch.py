@@ -12,8 +12,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from danceba.config import DataConfig, load_params
+from danceba.config import load_params
 from danceba.data import aistpp, download, mini
+from danceba.data.data_config import DataConfig
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 

@@ -20,7 +20,6 @@ from tqdm import tqdm
 from danceba import tables
 from danceba.config import load_params
 from danceba.dance_generation import (
-    GenerateConfig,
     Song,
     generate_dances,
     ground_truth_first_codes,
@@ -32,6 +31,8 @@ from danceba.data.aistpp import AistppLayout
 from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import write_dance
 from danceba.export.video import render_dance_video
+from danceba.features.music import FRAMES_PER_TOKEN
+from danceba.generate_config import GenerateConfig
 from danceba.genres import sequence_genre
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
@@ -66,7 +67,7 @@ def generate_test_dances(args: argparse.Namespace, config: GenerateConfig) -> No
     shams, fed = sham_music_songs(songs, music_of, config.seed)
     log.info("generating the %d sham-music dances (music fed: %s)", len(shams), fed)
     sham_dances = generate_dances(gpt, vqvae, shams, config.sampling(), config.batch_size)
-    lengths = {name: len(joints) // 8 for name, joints in dances.items()}
+    lengths = {name: len(joints) // FRAMES_PER_TOKEN for name, joints in dances.items()}
     rows = {
         "model": dances,
         "model_sham_music": sham_dances,

@@ -23,7 +23,7 @@ from danceba import tables
 from danceba.atomic import write_text_atomic
 from danceba.config import JointsConfig, load_params
 from danceba.data import aistpp
-from danceba.skeleton import forward_kinematics
+from danceba.motion.skeleton import forward_kinematics
 from pipelines.stage import exit_with, numeric_leaves, run_stage, stage_parser, tracked
 
 

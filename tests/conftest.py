@@ -21,12 +21,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from danceba.config import (  # noqa: E402
-    DataConfig,
-    JointsConfig,
-    MiniDatasetConfig,
-    MusicFeaturesConfig,
-)
+from danceba.config import JointsConfig, MusicFeaturesConfig  # noqa: E402
+from danceba.data.data_config import DataConfig, MiniDatasetConfig  # noqa: E402
 from pipelines import fetch, joints, music_features  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from danceba.models.gpt import GPTConfig, build_gpt
+from danceba.models.gpt import build_gpt
+from danceba.models.gpt_config import GPTConfig
 from tests.tiny_models import BLOCK, N_MUSIC, TINY_GPT, VOCAB
 
 TINY = dataclasses.replace(TINY_GPT, n_layer_head=2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from danceba.models.bailando_layout import (
+from danceba.motion.bailando_layout import (
     integrate_root_velocity,
     joints_from_bailando_layout,
     mpjpe_mm,

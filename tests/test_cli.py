@@ -23,9 +23,11 @@ from danceba.export.bvh import read_bvh
 from danceba.export.video import probe_media
 from danceba.features.music import BEAT_COLUMN, HOP_LENGTH, SAMPLE_RATE_7P5FPS
 from danceba.lineage import LineageLink, ProducerRun
-from danceba.models.gpt import GPTConfig, build_gpt
-from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig
-from danceba.skeleton import forward_kinematics
+from danceba.models.gpt import build_gpt
+from danceba.models.gpt_config import GPTConfig
+from danceba.models.vqvae import SepVQVAE, SepVQVAER
+from danceba.models.vqvae_config import VQVAEConfig
+from danceba.motion.skeleton import forward_kinematics
 from danceba.train.checkpoint import load_weights_only
 from danceba.train.gpt_training import export_gpt, load_gpt
 from danceba.train.vqvae_training import export_vqvae

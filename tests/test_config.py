@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from danceba.config import ConfigError, Params, load_params, section_as_dict
+from danceba.evaluation import EvaluateConfig
+from danceba.generate_config import SamplingConfig
+from danceba.models.gpt_config import GPTConfig
+from danceba.strict_dataclass import annotation_problems
+from danceba.train.stage_configs import TrainGPTConfig
+from danceba.train.train_config import OptimConfig, TrainConfig
 from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 
@@ -107,3 +114,39 @@ def test_params_survive_dvc_rewriting_them(tmp_path: Path) -> None:
     assert rewritten.train_gpt.train.seed == 7
     assert section_as_dict(rewritten.train_vqvae) == section_as_dict(original.train_vqvae)
     assert section_as_dict(rewritten.train_gpt.model) == section_as_dict(original.train_gpt.model)
+
+
+# ----------------------------------------------------------------------------------------------
+# One rule per field: the annotation checks a section built in code as the loader checks params.yaml
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: GPTConfig(pmmm="both"), "GPTConfig.pmmm: expected one of ['parallel', 'single', 'none']"),
+        (lambda: GPTConfig(n_head=0), "GPTConfig.n_head: expected a value >= 1, got 0"),
+        (lambda: GPTConfig(embd_pdrop=1.0), "GPTConfig.embd_pdrop: expected a value >= 0 and < 1"),
+        (lambda: TrainConfig(max_steps=2.5), "train.max_steps: expected int, got 2.5"),
+        (lambda: TrainConfig(seed=True), "train.seed: expected a number, got True"),
+        (lambda: OptimConfig(lr=float("inf")), "optim.lr: expected a finite number, got inf"),
+        (lambda: OptimConfig(betas=(0.9, 1.0)), "optim.betas[1]: expected a value >= 0 and < 1"),
+        (lambda: OptimConfig(betas=(0.9,)), "optim.betas: expected 2 items, got 1"),
+        (lambda: OptimConfig(milestones=(0, 5)), "optim.milestones[0]: expected a value >= 1"),
+        (lambda: SamplingConfig(top_k=0), "SamplingConfig.top_k: expected a value >= 1, got 0"),
+        (lambda: TrainGPTConfig(code_noise=1.0), "train_gpt.code_noise: expected a value >= 0 and < 1"),
+        (lambda: EvaluateConfig(still_noise_m=0.0), "evaluate.still_noise_m: expected a value > 0"),
+    ],
+)
+def test_a_section_built_in_code_breaks_the_same_annotated_rules(build, expected: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        build()
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+
+def test_valid_values_pass_the_annotated_rules() -> None:
+    assert (
+        annotation_problems(SamplingConfig(top_k=None, seed=-3)) == []
+    )  # None is allowed, a seed may be negative
+    assert annotation_problems(TrainConfig(seed=np.int64(7))) == []  # numpy integers are ints
+    assert annotation_problems(OptimConfig(milestones=(10, 20), betas=(0.0, 0.5))) == []

@@ -27,8 +27,8 @@ from danceba.evaluation import (
 )
 from danceba.features.music import BEAT_COLUMN
 from danceba.metrics_markdown import markdown_table, music_verdict
+from danceba.motion.skeleton import forward_kinematics
 from danceba.protocol_card import protocol_card
-from danceba.skeleton import forward_kinematics
 from danceba.sweep import PROTOCOL_CARD_KEY as SWEEP_CARD_KEY
 from danceba.sweep import format_sweep_table, summarize
 

@@ -24,7 +24,7 @@ from danceba.export.ik import (
     mean_joint_error_mm,
     swing_rotvec,
 )
-from danceba.skeleton import SMPL_JOINT_NAMES, SMPL_OFFSETS, forward_kinematics
+from danceba.motion.skeleton import SMPL_JOINT_NAMES, SMPL_OFFSETS, forward_kinematics
 
 LEAVES = [j for j in range(24) if not CHILDREN[j]]
 

@@ -11,7 +11,7 @@ import soundfile
 from danceba.data.mini_motion import DancerStyle, synthesize_motion
 from danceba.export import video
 from danceba.export.video import SkeletonRenderer, frame_indices, probe_media, render_dance_video
-from danceba.skeleton import forward_kinematics
+from danceba.motion.skeleton import forward_kinematics
 
 SIZE = (160, 128)
 

@@ -10,14 +10,15 @@ import torch.nn.functional as F
 
 from danceba.generate import (
     PAD_CODE,
-    SamplingConfig,
     context_window,
     generate_codes,
     penalise_repeat,
     select_codes,
     trim_codes,
 )
-from danceba.models.gpt import GPTConfig, build_gpt
+from danceba.generate_config import SamplingConfig
+from danceba.models.gpt import build_gpt
+from danceba.models.gpt_config import GPTConfig
 from danceba.models.incremental import IncrementalDecoder, new_position_terms
 from tests.tiny_models import BLOCK, N_MUSIC, VOCAB
 from tests.tiny_models import TINY_GPT as TINY
@@ -247,7 +248,7 @@ def test_a_large_repeat_penalty_never_repeats_and_zero_is_the_reference(decode):
 
 
 def test_the_generate_stage_passes_its_repeat_penalty_to_the_sampler():
-    from danceba.dance_generation import GenerateConfig
+    from danceba.generate_config import GenerateConfig
 
     assert GenerateConfig(repeat_penalty=1.5).sampling().repeat_penalty == 1.5
     assert GenerateConfig().sampling() == SamplingConfig()  # the dataclass default is the reference sampler

@@ -16,7 +16,8 @@ from danceba.dance_generation import (
 )
 from danceba.data.aistpp import music_tempo_bpm
 from danceba.floor import FLOOR_JOINT_HEIGHT_M
-from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig
+from danceba.models.vqvae import SepVQVAE, SepVQVAER
+from danceba.models.vqvae_config import VQVAEConfig
 
 TINY_VQVAE = VQVAEConfig(width=16, depth=1, emb_width=16, l_bins=16)
 

@@ -16,7 +16,8 @@ from danceba.models.attention import (
     TGCABlock,
     cross_conditional_mask,
 )
-from danceba.models.gpt import GPTConfig, build_gpt, parameter_counts
+from danceba.models.gpt import build_gpt, parameter_counts
+from danceba.models.gpt_config import GPTConfig
 from danceba.models.gpt_weights import official_state_dict
 from danceba.models.mamba import Mamba
 from danceba.models.pmmm import PMMMBlock

@@ -14,7 +14,7 @@ import soundfile
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import argrelextrema
 
-from danceba.config import MiniDatasetConfig, load_params
+from danceba.config import load_params
 from danceba.data.aistpp import (
     AistppLayout,
     list_sequences,
@@ -24,6 +24,7 @@ from danceba.data.aistpp import (
     read_split,
     validate_layout,
 )
+from danceba.data.data_config import MiniDatasetConfig
 from danceba.data.mini import (
     MiniDatasetSummary,
     crossmodal_split,
@@ -31,7 +32,7 @@ from danceba.data.mini import (
     sequence_frames,
     write_mini_dataset,
 )
-from danceba.skeleton import SMPL_JOINT_NAMES, forward_kinematics
+from danceba.motion.skeleton import SMPL_JOINT_NAMES, forward_kinematics
 from tests.project_files import ROOT
 
 TINY = MiniDatasetConfig(

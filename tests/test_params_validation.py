@@ -59,12 +59,18 @@ def problems_of(path: Path) -> list[str]:
         ({"train_gpt__train_splits": ["trian"]}, "train_gpt.train_splits[0]: expected one of"),
         ({"generate__splits": ["val", "holdout"]}, "generate.splits[1]: expected one of"),
         (
-            {"train_gpt__model__vocab_up": 128},
-            "train_gpt.model.vocab_up: 128 but train_vqvae.model.l_bins is 64",
+            {"train_gpt__model__vocab_up": 64},
+            "train_gpt.model.vocab_up: derived from train_vqvae.model.l_bins; remove it from the file",
         ),
-        ({"train_gpt__model__n_music": 438}, "train_gpt.model.n_music: 438 but music_features"),
-        ({"train_gpt__model__block_size": 30}, "train_gpt.model.block_size: 30 but a tokenize.window of 240"),
+        ({"train_gpt__model__n_music": 21}, "train_gpt.model.n_music: derived from music_features.kind"),
+        ({"train_gpt__model__block_size": 29}, "train_gpt.model.block_size: derived from tokenize.window"),
         ({"tokenize__window": 244}, "tokenize.window: 244 frames is not a multiple of the VQ-VAE's 8"),
+        ({"tokenize__window": 8}, "tokenize.window: 8 frames is not a multiple of the VQ-VAE's 8 frames"),
+        ({"train_vqvae__model__down_t": 2}, "train_vqvae.model: stride_t ** down_t is 4 frames per code"),
+        (
+            {"train_gpt__model__pre_mode": "official"},  # with the 21 derived rhythm columns
+            "train_gpt.model: GPTConfig: official PRE needs n_music >= pre_hop_length",
+        ),
         ({"data__download_dir": "../../x"}, "data.download_dir: '../../x' leaves the project"),
         ({"joints__drop_ignored": "yes"}, "joints.drop_ignored: expected true/false, got 'yes'"),
         ({"joints": None}, "joints: the section is empty (null)"),
@@ -84,15 +90,30 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_a_size_beyond_this_machine_is_refused_with_the_estimate(tmp_path: Path) -> None:
     path = with_changes(
         tmp_path,
-        train_vqvae__model__l_bins=10**10,
-        train_gpt__model__vocab_up=10**10,
-        train_gpt__model__vocab_down=10**10,
+        train_vqvae__model__l_bins=10**10,  # the GPT's vocabularies follow it
     )
     problems = problems_of(path)
     assert len(problems) == 2 and all("more than this machine's" in p for p in problems)
     assert problems[0].startswith("train_vqvae.model: about 1.92e+12 parameters need about")
     params = load_params(ROOT / "configs" / "paper.yaml")  # the paper's size fits a 24 GiB machine
     assert consistency_problems(params, memory_bytes=24 * 2**30) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "derived"),
+    [
+        ({}, {"vocab_up": 64, "vocab_down": 64, "n_music": 21, "block_size": 29}),
+        ({"train_vqvae__model__l_bins": 32}, {"vocab_up": 32, "vocab_down": 32}),
+        ({"music_features__token_rhythm": "append"}, {"n_music": 459}),
+        ({"music_features__token_rhythm": "none"}, {"n_music": 438}),
+        ({"tokenize__window": 120}, {"block_size": 14}),
+    ],
+)
+def test_the_gpt_sizes_follow_the_sections_they_derive_from(
+    tmp_path: Path, changes: dict, derived: dict
+) -> None:
+    model = load_params(with_changes(tmp_path, **changes)).train_gpt.model
+    assert {name: getattr(model, name) for name in derived} == derived
 
 
 @pytest.mark.parametrize(

@@ -47,10 +47,8 @@ def tiny_params(tmp: Path) -> Path:
         n_head=2,
         n_layer_base=1,
         n_layer_head=1,
-        vocab_up=L_BINS,
-        vocab_down=L_BINS,
         mamba_d_state=4,
-    )
+    )  # vocab_up / vocab_down follow l_bins
     gpt["train"].update(
         max_steps=6, batch_size=8, log_every=2, eval_every=3, checkpoint_every=3, device="cpu"
     )

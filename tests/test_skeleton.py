@@ -1,4 +1,4 @@
-"""SMPL skeleton: constants, Rodrigues, forward kinematics (numpy and torch), body split."""
+"""SMPL skeleton: constants, Rodrigues, forward kinematics (numpy, and the IK fit's torch twin), body split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from danceba.skeleton import (
+from danceba.export.ik import forward_kinematics_torch
+from danceba.motion.bailando_layout import SMPL_DOWN, SMPL_UP, merge_body, split_body
+from danceba.motion.skeleton import (
     LOWER_BODY_JOINTS,
     SMPL_JOINT_NAMES,
     SMPL_OFFSETS,
@@ -15,10 +17,7 @@ from danceba.skeleton import (
     UPPER_BODY_JOINTS,
     axis_angle_to_matrix,
     forward_kinematics,
-    forward_kinematics_torch,
-    merge_body,
     rest_pose_joints,
-    split_body,
 )
 
 
@@ -112,12 +111,15 @@ def test_torch_fk_matches_numpy_and_has_gradients(rng: np.random.Generator) -> N
     assert poses_t.grad is not None and torch.isfinite(poses_t.grad).all()
 
 
-def test_split_and_merge_body_are_inverse(rng: np.random.Generator) -> None:
-    joints = rng.normal(size=(5, 7, 72))
+def test_the_layout_splits_the_skeleton_s_body_halves_and_merges_them_back(rng: np.random.Generator) -> None:
+    assert (SMPL_DOWN, SMPL_UP) == (LOWER_BODY_JOINTS, UPPER_BODY_JOINTS)  # one definition of the halves
+    joints = torch.tensor(rng.normal(size=(5, 7, 72)))
     up, down = split_body(joints)
     assert up.shape == (5, 7, 45) and down.shape == (5, 7, 27)
-    np.testing.assert_array_equal(down[..., 3:6], joints[..., 3:6])  # lhip is the second lower joint
-    np.testing.assert_array_equal(up[..., :3], joints[..., 9:12])  # belly (3) is the first upper joint
-    np.testing.assert_array_equal(merge_body(up, down), joints)
-    with pytest.raises(ValueError, match="joints"):
-        split_body(np.zeros((3, 71)))
+    torch.testing.assert_close(
+        down[..., 3:6], joints[..., 3:6], rtol=0, atol=0
+    )  # lhip: the second lower joint
+    torch.testing.assert_close(
+        up[..., :3], joints[..., 9:12], rtol=0, atol=0
+    )  # belly (3): the first upper joint
+    torch.testing.assert_close(merge_body(up, down), joints, rtol=0, atol=0)

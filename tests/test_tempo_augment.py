@@ -15,8 +15,8 @@ from danceba.features.tempo_augment import (
     stretched_id,
     stretched_length,
 )
-from danceba.motion_tokens import TokenizeConfig
 from danceba.strict_dataclass import ConfigError, build_dataclass
+from danceba.tokenize_config import TokenizeConfig
 
 
 def music_with_beats(n_frames: int, period: int) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 
 from danceba.train.checkpoint import load_checkpoint
 from danceba.train.loop import train
-from danceba.train.optim import OptimConfig
+from danceba.train.train_config import OptimConfig
 from tests.project_files import ROOT
 
 SCRIPT = Path(__file__).parent / "torchrun_tiny_train.py"

@@ -22,10 +22,10 @@ from danceba.train.checkpoint import (
     save_checkpoint,
 )
 from danceba.train.loop import NonFiniteLossError, TrainResult, train
-from danceba.train.optim import OptimConfig, build_optimizer, build_scheduler, epochs_to_steps
+from danceba.train.optim import build_optimizer, build_scheduler, epochs_to_steps
 from danceba.train.sampler import ResumableBatchSampler, epoch_permutation
 from danceba.train.seeding import capture_rng_state, restore_rng_state, seed_everything
-from danceba.train.train_config import TrainConfig
+from danceba.train.train_config import OptimConfig, TrainConfig
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
@@ -434,7 +434,7 @@ def test_seed_everything_seeds_all_generators_and_offsets_by_rank(monkeypatch) -
 
 def test_run_folder_digest_ignores_what_a_resume_may_change() -> None:
     from danceba.train.checkpoint import config_digest
-    from danceba.train.gpt_training import TrainGPTConfig
+    from danceba.train.stage_configs import TrainGPTConfig
 
     base = TrainGPTConfig()
     longer = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=99, device="cpu"))

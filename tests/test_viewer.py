@@ -28,6 +28,7 @@ import pytest
 from danceba import viewer
 from danceba.cli import main
 from danceba.features.motion import motion_beats
+from danceba.motion.skeleton import SMPL_PARENTS
 from tests.project_files import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,7 +56,7 @@ BACKGROUND = (0x15, 0x18, 0x1D)  # player.js BACKGROUND
 
 def dance_joints(seed: int, n_frames: int = 180) -> np.ndarray:
     """A smooth SMPL dance (T, 24, 3) float32: forward kinematics of swinging joints, pelvis at 0.95 m."""
-    from danceba.skeleton import forward_kinematics
+    from danceba.motion.skeleton import forward_kinematics
 
     rng = np.random.default_rng(seed)
     t = np.arange(n_frames)[:, None, None] / FPS
@@ -210,12 +211,6 @@ def test_ground_truth_table_is_a_track_on_the_pieces_shown(tmp_path: Path) -> No
     assert catalog.piece_payload(names[1])["dances"][0]["n_frames"] == 41
     alone = viewer.find_tracks([], ground_truth=tmp_path / "joints.parquet")
     assert list(alone[0].dances) == names
-
-
-def test_smpl_parents_are_the_skeletons_without_importing_it() -> None:
-    from danceba.skeleton import SMPL_PARENTS
-
-    assert viewer.smpl_parents() == SMPL_PARENTS
 
 
 def test_the_viewer_does_not_import_torch(scene: dict) -> None:
@@ -518,7 +513,7 @@ def test_page_draws_the_npz_frames_side_by_side(scene: dict, page) -> None:
             np.testing.assert_allclose(shown[t, track], scene["joints"][key][k], atol=1e-6)
     assert np.abs(shown[0.5, 0] - shown[0.5, 1]).max() > 0.05  # two different motions are drawn
     assert np.abs(shown[0.5, 0] - shown[1.234, 0]).max() > 0.05  # seeking moved the dancer
-    parents = viewer.smpl_parents()
+    parents = SMPL_PARENTS
     for parent, child, start, end in page.evaluate("window.danceba.drawnBones(1)"):
         assert parent == parents[child]
         np.testing.assert_allclose([start, end], shown[1.234, 1][[parent, child]], atol=1e-5)
@@ -626,7 +621,7 @@ def test_screenshot_shows_the_dancers(page, tmp_path: Path) -> None:
 
 def test_a_bvh_file_is_drawn_through_bvhloader(browser, tmp_path: Path) -> None:
     from danceba.export.bvh import read_bvh, write_bvh_from_joints
-    from danceba.skeleton import forward_kinematics
+    from danceba.motion.skeleton import forward_kinematics
 
     # Bone lengths that wobble (as a generated dance's do), so the IK fit has a real error.
     joints = dance_joints(7, 120) + np.random.default_rng(0).normal(0, 0.003, (120, 24, 3)).astype(np.float32)

@@ -8,18 +8,18 @@ import torch
 import torch.distributed as dist
 
 from danceba.config import ConfigError, build_dataclass
-from danceba.models.bailando_layout import SMPL_DOWN, SMPL_UP, merge_body, split_body, with_root_velocity
 from danceba.models.vqvae import (
     VQVAE,
     EMACodebook,
     SepVQVAE,
     SepVQVAER,
-    VQVAEConfig,
     count_parameters,
     motion_l1_losses,
     root_velocity_losses,
     vqvae_loss_fn,
 )
+from danceba.models.vqvae_config import VQVAEConfig
+from danceba.motion.bailando_layout import SMPL_DOWN, SMPL_UP, merge_body, split_body, with_root_velocity
 from tests.tiny_models import TINY_VQVAE
 
 TINY = TINY_VQVAE

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from danceba.models.gpt import GPTConfig
-from danceba.models.vqvae import VQVAEConfig
+from danceba.models.gpt_config import GPTConfig
+from danceba.models.vqvae_config import VQVAEConfig
 
 BLOCK, VOCAB, N_MUSIC = 8, 16, 12
 TINY_GPT = GPTConfig(

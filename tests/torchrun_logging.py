@@ -18,8 +18,7 @@ import torch
 
 from danceba.progress import configure_logging
 from danceba.train.loop import train
-from danceba.train.optim import OptimConfig
-from danceba.train.train_config import TrainConfig
+from danceba.train.train_config import OptimConfig, TrainConfig
 
 _spec = importlib.util.spec_from_file_location(
     "torchrun_tiny_train", Path(__file__).with_name("torchrun_tiny_train.py")

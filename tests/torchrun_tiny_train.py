@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from danceba.train.loop import train
-from danceba.train.optim import OptimConfig
-from danceba.train.train_config import TrainConfig
+from danceba.train.train_config import OptimConfig, TrainConfig
 
 WRITES: list[str] = []  # files this process put in place (atomic writes end with os.replace)
 _os_replace = os.replace

@@ -30,8 +30,8 @@ import numpy as np
 import soundfile
 
 from danceba.atomic import atomic_path, write_text_atomic
-from danceba.config import MiniDatasetConfig
 from danceba.data.aistpp import FPS, GENRES, AistppLayout, SequenceName, music_tempo_bpm, write_motion_pkl
+from danceba.data.data_config import MiniDatasetConfig
 from danceba.data.mini_motion import DancerStyle, add_fitting_glitches, synthesize_motion
 from danceba.data.mini_music import synthesize_music
 from danceba.data.mini_styles import GENRE_STYLES

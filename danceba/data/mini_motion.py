@@ -17,7 +17,7 @@ from scipy.special import betainc
 
 from danceba.data.aistpp import FPS
 from danceba.data.mini_styles import GENRE_STYLES
-from danceba.skeleton import SMPL_JOINT_NAMES, forward_kinematics
+from danceba.motion.skeleton import SMPL_JOINT_NAMES, forward_kinematics
 
 _FEET = [SMPL_JOINT_NAMES.index(n) for n in ("lankle", "rankle", "ltoes", "rtoes")]
 _POSTURE_JOINTS = ("belly", "spine", "chest", "neck", "lshoulder", "rshoulder", "lelbow", "relbow")
@@ -172,7 +172,7 @@ def synthesize_motion(
     """A dance at 60 fps locked to beats at ``k * 60 / bpm`` s.
 
     Returns poses (N, 24, 3) axis-angle float32 and root translation (N, 3) float64 in metres for
-    :func:`danceba.skeleton.forward_kinematics`, y-up; the lowest foot joint is 2 cm above the floor y = 0.
+    :func:`danceba.motion.skeleton.forward_kinematics`, y-up; the lowest foot joint is 2 cm above the floor y = 0.
     """
     n_beats = int(np.ceil(n_frames / FPS * bpm / 60.0)) + 2
     keys, yaw_keys = choreography_key_poses(genre, n_beats, dancer, choreo_rng, rng)

@@ -18,9 +18,7 @@ from torch.utils.data import Dataset
 
 from danceba import tables
 from danceba.genres import ANY_GENRE
-from danceba.models.bailando_layout import sliding_windows, to_bailando_layout
-
-FRAMES_PER_TOKEN = 8
+from danceba.motion.bailando_layout import sliding_windows, to_bailando_layout
 
 
 def read_sequence_index(sequences: Path) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from scipy.spatial.transform import Rotation
 
 from danceba.atomic import atomic_path
 from danceba.export.ik import CHILDREN, fit_rotations
-from danceba.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_OFFSETS, SMPL_PARENTS
+from danceba.motion.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_OFFSETS, SMPL_PARENTS
 
 LENGTH_UNITS: dict[str, float] = {"m": 1.0, "cm": 100.0}
 # End-site offsets of the leaf joints, metres in the joint's rest frame: toes forward, head up, hands out.

@@ -2,7 +2,7 @@
 
 Generated dances are joint positions only, (T, 24, 3) metres, y-up. A BVH file needs joint rotations, so we
 fit, frame by frame and vectorised over frames, the rotations whose forward kinematics
-(:func:`danceba.skeleton.forward_kinematics`, fixed SMPL rest offsets) reproduce the joints:
+(:func:`danceba.motion.skeleton.forward_kinematics`, fixed SMPL rest offsets) reproduce the joints:
 
 - The root translation is the pelvis position, ``joints[:, 0]``.
 - Joints with several children (pelvis 0 -> 1, 2, 3; chest 9 -> 12, 13, 14) get the rotation that best
@@ -33,14 +33,50 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from danceba.skeleton import (
+from danceba.motion.skeleton import (
     NUM_JOINTS,
+    SMALL_ANGLE,
     SMPL_OFFSETS,
     SMPL_PARENTS,
     axis_angle_to_matrix,
     forward_kinematics,
-    forward_kinematics_torch,
+    joint_rotations_view,
 )
+
+
+def axis_angle_to_matrix_torch(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`danceba.motion.skeleton.axis_angle_to_matrix`: (..., 3) -> (..., 3, 3), differentiable."""
+    if axis_angle.shape[-1:] != (3,):
+        raise ValueError(f"axis_angle: expected shape (..., 3), got {tuple(axis_angle.shape)}")
+    theta2 = (axis_angle * axis_angle).sum(-1)
+    small = theta2 < SMALL_ANGLE**2
+    safe = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(safe) / safe)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(safe)) / (safe * safe))
+    x, y, z = axis_angle.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape((*axis_angle.shape, 3))
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand(skew.shape)
+    return eye + a[..., None, None] * skew + b[..., None, None] * (skew @ skew)
+
+
+def forward_kinematics_torch(poses: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """Torch twin of :func:`danceba.motion.skeleton.forward_kinematics` (same shapes; computed in the inputs' dtype and device)."""
+    rotations, lead = joint_rotations_view(poses)
+    if tuple(trans.shape) != (*lead, 3):
+        raise ValueError(
+            f"trans: expected shape {(*lead, 3)} to match poses {tuple(poses.shape)}, got {tuple(trans.shape)}"
+        )
+    offsets = torch.as_tensor(SMPL_OFFSETS, dtype=rotations.dtype, device=rotations.device)
+    local = axis_angle_to_matrix_torch(rotations)
+    world = [local[..., 0, :, :]]
+    positions = [trans]
+    for i in range(1, NUM_JOINTS):
+        parent = SMPL_PARENTS[i]
+        positions.append(world[parent] @ offsets[i] + positions[parent])
+        world.append(world[parent] @ local[..., i, :, :])
+    return torch.stack(positions, dim=-2)
+
 
 CHILDREN: tuple[tuple[int, ...], ...] = tuple(
     tuple(c for c in range(NUM_JOINTS) if SMPL_PARENTS[c] == j) for j in range(NUM_JOINTS)

@@ -24,7 +24,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from danceba.atomic import atomic_path
-from danceba.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
+from danceba.motion.skeleton import NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 
 BONES: tuple[tuple[int, int], ...] = tuple((SMPL_PARENTS[j], j) for j in range(1, NUM_JOINTS))
 _SIDE_COLOURS = {"l": "tab:blue", "r": "tab:red"}

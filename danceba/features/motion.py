@@ -23,12 +23,9 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.signal import argrelextrema
 
-N_JOINTS = 24
-SMPL_JOINT_NAMES = (
-    "root", "lhip", "rhip", "belly", "lknee", "rknee", "spine", "lankle", "rankle", "chest", "ltoes",
-    "rtoes", "neck", "linshoulder", "rinshoulder", "head", "lshoulder", "rshoulder", "lelbow", "relbow",
-    "lwrist", "rwrist", "lhand", "rhand",
-)  # fmt: skip
+from danceba.motion.skeleton import NUM_JOINTS as N_JOINTS
+from danceba.motion.skeleton import SMPL_JOINT_NAMES
+
 _JOINT = {name: i for i, name in enumerate(SMPL_JOINT_NAMES)}
 _AXIS = {"x": 0, "y": 1, "z": 2}
 

@@ -41,7 +41,8 @@ import soundfile
 HOP_LENGTH = 512
 N_FFT = 2048  # librosa's default STFT size, used by every Bailando stage
 SAMPLE_RATE_60FPS = 60 * HOP_LENGTH  # 30720
-SAMPLE_RATE_7P5FPS = SAMPLE_RATE_60FPS // 8  # 3840
+FRAMES_PER_TOKEN = 8  # 60 fps motion frames per 7.5 fps music frame: one motion token (VQ-VAE code)
+SAMPLE_RATE_7P5FPS = SAMPLE_RATE_60FPS // FRAMES_PER_TOKEN  # 3840
 CHROMA_OCTAVES_60FPS = 7
 CHROMA_OCTAVES_7P5FPS = 5
 HPSS_KERNEL = 31  # librosa.decompose.hpss default

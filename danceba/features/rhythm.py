@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from danceba.features.music import BEAT_COLUMN, ONSET_ENVELOPE
+from danceba.features.music import BEAT_COLUMN, FRAMES_PER_TOKEN, ONSET_ENVELOPE
 
-FRAMES_PER_TOKEN = 8  # 60 fps frames per 7.5 fps token
 BEAT_AT_FRAME = slice(0, 8)
 PHASE_SIN_COS = slice(8, 12)
 BEAT_PERIOD = 12

@@ -15,15 +15,10 @@ sequences ``<name>x1.10``.
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import numpy as np
 
 from danceba.features.music import BEAT_COLUMN, N_BAILANDO_FEATURES
 from danceba.features.rhythm import token_condition
-from danceba.strict_dataclass import Bounds
-
-TempoFactor = Annotated[float, Bounds(low=0.5, high=2.0, open_low=True, open_high=True)]
 
 
 def stretched_id(name: str, factor: float) -> str:

@@ -87,8 +87,8 @@ from danceba.models import triton_scan
 from danceba.models.selective_scan import selective_scan as fused_selective_scan
 
 # From this many songs on, a float32 CPU decoding step runs the fused numba kernel: at the paper size it
-# took 5.8 ms per layer against 13.6 for PyTorch's ops at 40 songs, but lost at one song (0.32 ms against
-# 0.25, and its threads then competed with torch's: 12.4 s against 9.9 s for 150 codes in bfloat16).
+# took 8.0-9.9 ms per layer against 14.1-20.8 for PyTorch's ops at 40 songs, but lost at one song (its
+# threads then competed with torch's: 12.4 s against 10.5-11.3 s for 150 codes in bfloat16).
 FUSED_CPU_STEP_MIN_SONGS = 8
 FUSED_CPU_STEP_SWITCH = "DANCEBA_FUSED_CPU_STEP"  # "off": PyTorch's ops only
 BACKENDS = ("auto", "mamba_ssm", "triton", "fused", "mambapy", "reference")

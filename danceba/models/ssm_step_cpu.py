@@ -3,8 +3,8 @@
 ``h' = exp(dt A) h + (dt x) B`` and ``y = C h' + D x`` for every song, channel and state dimension. In
 PyTorch this is five passes over the (B, N, ED) state (decay, exp, multiply, add, contract), each
 reading or writing it from memory: at 40 songs of the paper size (40 x 128 x 3072 floats, 63 MB per
-layer, 18 layers) that took 13.6 ms per layer and half of a decoding step. Fused, each state element
-is read and written once: 5.8 ms (2 AVX-512 cores, torch 2.13, numba 0.68).
+layer, 18 layers) that took 14.1-20.8 ms per layer and half of a decoding step. Fused (channel-chunked),
+each state element is read and written once: 8.0-9.9 ms (2 AVX-512 cores, torch 2.13, numba 0.68).
 
 The exponential is computed in the loop with plain arithmetic, so that it vectorises (numba has no
 vector exp without Intel's SVML): ``2^v = (2^(v / 64))^64`` with a degree-8 Taylor polynomial of

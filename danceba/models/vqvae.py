@@ -2,7 +2,7 @@
 mirrored decoder; ``SepVQVAE`` pairs an upper-body and a lower-body half, ``SepVQVAER`` adds the stage-2
 root-velocity decoder.
 
-Motion comes in Bailando's 72-channel layout (:mod:`danceba.models.bailando_layout`): channels ``[:3]``
+Motion comes in Bailando's 72-channel layout (:mod:`danceba.motion.bailando_layout`): channels ``[:3]``
 carry the root (zeroed for stage 1, root velocity for stage 2), the other joints are root-relative. A
 window of T frames (T divisible by 8) becomes T/8 codes per half.
 
@@ -14,14 +14,14 @@ only the root-velocity decoder.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from danceba.models.bailando_layout import (
+from danceba.models.vqvae_config import VQVAEConfig
+from danceba.motion.bailando_layout import (
     JOINT_CHANNELS,
     N_JOINTS,
     ROOT_CHANNELS,
@@ -31,48 +31,6 @@ from danceba.models.bailando_layout import (
     split_body,
     zero_root,
 )
-from danceba.strict_dataclass import (
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    Probability,
-    bounds_problems,
-)
-
-
-@dataclass(frozen=True)
-class VQVAEConfig:
-    """One body half's VQ-VAE and its loss weights; defaults are Bailando's ``sep_vqvae*.yaml``."""
-
-    width: PositiveInt = 512  # conv channels inside encoder / decoder
-    depth: PositiveInt = 3  # ResConv1DBlocks per Resnet1D
-    m_conv: PositiveFloat = 1.0  # hidden width of a ResConv1DBlock relative to ``width``
-    dilation_growth_rate: PositiveInt = 3  # dilations 1, 3, 9
-    reverse_decoder_dilation: bool = True  # decoder dilations 9, 3, 1
-    down_t: PositiveInt = 3  # downsampling convs (kernel 2*stride, padding stride//2)
-    stride_t: PositiveInt = 2  # => hop 2**3 = 8 frames per code
-    emb_width: PositiveInt = 512  # code dimension
-    l_bins: PositiveInt = 512  # codebook size
-    mu: Probability = 0.99  # EMA decay of the codebook
-    threshold: NonNegativeFloat = 1.0  # EMA count below which a code is dead and restarted
-    commit: NonNegativeFloat = 0.02
-    vel: NonNegativeFloat = 1.0
-    acc: NonNegativeFloat = 1.0
-    root_acc: NonNegativeFloat = 1.0  # stage 2: weight of L1 on the root velocity's first difference
-
-    def __post_init__(self) -> None:
-        if problems := bounds_problems(self):
-            raise ValueError("; ".join(problems))
-        if self.stride_t < 2 or self.stride_t % 2:
-            raise ValueError(
-                f"VQVAEConfig.stride_t must be even (kernel 2*stride keeps T/stride), got {self.stride_t}"
-            )
-
-    @property
-    def hop_length(self) -> int:
-        """Frames per code (8 for the paper configuration)."""
-        return self.stride_t**self.down_t
-
 
 # ----------------------------------------------------------------------------------------------
 # Encoder / decoder

@@ -111,3 +111,12 @@ def all_gather_objects(obj: Any, ctx: DistributedContext) -> list[Any]:
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` without CUDA raises."""
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("train.device: 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device("cuda", local_rank)

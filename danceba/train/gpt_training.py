@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, Subset
 from danceba import tables
 from danceba.data.windows import TokenWindows
 from danceba.genres import ANY_GENRE, genre_label, sequence_genre
-from danceba.models.gpt import CrossCondGPT, GPTConfig, build_gpt
+from danceba.models.gpt import CrossCondGPT, build_gpt
+from danceba.models.gpt_config import GPTConfig
 from danceba.motion_tokens import read_tokens, token_arrays
 from danceba.provenance import code_digest
-from danceba.strict_dataclass import Fraction, PositiveInt, SplitName
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -35,34 +35,12 @@ from danceba.train.checkpoint import (
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
-from danceba.train.optim import OptimConfig
 from danceba.train.seeding import seed_everything
-from danceba.train.train_config import TrainConfig
+from danceba.train.stage_configs import TrainGPTConfig
 
 log = logging.getLogger(__name__)
 
 BEST_METRIC = "val_loss"
-
-
-@dataclass(frozen=True)
-class TrainGPTConfig:
-    """``train_gpt`` in params.yaml: the model (stack and ablation flags), the loop, the optimiser."""
-
-    model: GPTConfig = field(default_factory=GPTConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train_splits: tuple[SplitName, ...] = ("train",)
-    eval_splits: tuple[SplitName, ...] = ("val", "test")
-    max_eval_windows: PositiveInt = 1024
-    code_noise: Fraction = 0.0  # training only: probability of replacing each input code by a random one
-    genre_dropout: Fraction = 0.0  # training only: probability of a window's genre label becoming "any"
-
-    def __post_init__(self) -> None:
-        for name in ("code_noise", "genre_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(
-                    f"train_gpt.{name}: expected a probability in [0, 1), got {getattr(self, name)!r}"
-                )
 
 
 def token_dataset(tokens: Path, music_7p5fps: Path, splits: tuple[str, ...]) -> TokenWindows:

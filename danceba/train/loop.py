@@ -49,15 +49,16 @@ from danceba.train.distributed import (
     all_gather_objects,
     barrier,
     env_local_rank,
+    resolve_device,
     setup_distributed,
 )
 from danceba.train.history import DvcOutputs, MetricsHistory
-from danceba.train.optim import OptimConfig, build_optimizer, build_scheduler
+from danceba.train.optim import build_optimizer, build_scheduler
 from danceba.train.precision import Precision
 from danceba.train.sampler import ResumableBatchSampler
 from danceba.train.seeding import capture_rng_state, restore_rng_state, seed_everything
 from danceba.train.step_stats import StepStats
-from danceba.train.train_config import RESUMABLE_CHANGES, TrainConfig, resolve_device
+from danceba.train.train_config import RESUMABLE_CHANGES, OptimConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 

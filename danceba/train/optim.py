@@ -1,6 +1,6 @@
-"""Optimiser and learning-rate schedule from a frozen config.
+"""Optimiser and learning-rate schedule from a frozen :class:`~danceba.train.train_config.OptimConfig`.
 
-The defaults are the reference GPT's (Bailando and Danceba's ``cc_motion_gpt.yaml``): Adam, lr 3e-4,
+Its defaults are the reference GPT's (Bailando and Danceba's ``cc_motion_gpt.yaml``): Adam, lr 3e-4,
 betas (0.5, 0.999), no weight decay, MultiStepLR with gamma 0.1.
 
 **Milestones count optimiser steps, not epochs.** The scheduler is stepped once after every
@@ -14,41 +14,10 @@ and when the data set size changes between the mini data set and AIST++.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimiser (Adam or AdamW), MultiStepLR schedule in optimiser steps, gradient clipping."""
-
-    name: Literal["adam", "adamw"] = "adam"
-    lr: float = 3e-4
-    betas: tuple[float, float] = (0.5, 0.999)
-    weight_decay: float = 0.0
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    grad_clip: float = 0.0  # max global gradient norm; 0 = off
-
-    def __post_init__(self) -> None:
-        if self.name not in ("adam", "adamw"):
-            raise ValueError(f"optim.name: expected 'adam' or 'adamw', got {self.name!r}")
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr: expected > 0, got {self.lr!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"optim.betas: expected two values in [0, 1), got {self.betas!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay: expected >= 0, got {self.weight_decay!r}")
-        if any(m <= 0 for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):
-            raise ValueError(
-                f"optim.milestones: expected strictly increasing positive steps, got {self.milestones!r}"
-            )
-        if not self.gamma > 0:
-            raise ValueError(f"optim.gamma: expected > 0, got {self.gamma!r}")
-        if self.grad_clip < 0:
-            raise ValueError(f"optim.grad_clip: expected >= 0 (0 = off), got {self.grad_clip!r}")
+from danceba.train.train_config import OptimConfig
 
 
 def build_optimizer(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,15 @@ import numpy as np
 import torch
 
 from danceba.data.windows import load_joints, motion_windows, sequences_in_splits
-from danceba.models.bailando_layout import (
+from danceba.models.vqvae import SepVQVAE, SepVQVAER, count_parameters, vqvae_loss_fn
+from danceba.models.vqvae_config import VQVAEConfig
+from danceba.motion.bailando_layout import (
     joints_from_bailando_layout,
     mpjpe_mm,
     with_root_velocity,
     zero_root,
 )
-from danceba.models.vqvae import SepVQVAE, SepVQVAER, VQVAEConfig, count_parameters, vqvae_loss_fn
 from danceba.provenance import code_digest
-from danceba.strict_dataclass import PositiveInt, SplitName
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
@@ -39,35 +39,13 @@ from danceba.train.checkpoint import (
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
-from danceba.train.optim import OptimConfig
 from danceba.train.seeding import seed_everything
+from danceba.train.stage_configs import TrainVQVAEConfig, VQVAEPhaseConfig
 from danceba.train.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 BEST_METRIC = "mpjpe_mm"
-
-
-@dataclass(frozen=True)
-class VQVAEPhaseConfig:
-    """One phase: window length and stride (frames at 60 fps), loop and optimiser settings."""
-
-    window: PositiveInt = 240
-    stride: PositiveInt = 40
-    train: TrainConfig = field(default_factory=TrainConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-
-
-@dataclass(frozen=True)
-class TrainVQVAEConfig:
-    """``train_vqvae`` in params.yaml: the model, both phases and the held-out evaluation."""
-
-    model: VQVAEConfig = field(default_factory=VQVAEConfig)
-    stage1: VQVAEPhaseConfig = field(default_factory=VQVAEPhaseConfig)
-    stage2: VQVAEPhaseConfig = field(default_factory=lambda: VQVAEPhaseConfig(stride=8))
-    train_splits: tuple[SplitName, ...] = ("train",)
-    eval_splits: tuple[SplitName, ...] = ("val", "test")
-    max_eval_windows: PositiveInt = 512
 
 
 def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:

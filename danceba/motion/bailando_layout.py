@@ -14,11 +14,13 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from danceba.motion.skeleton import LOWER_BODY_JOINTS, NUM_JOINTS, UPPER_BODY_JOINTS
+
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-SMPL_DOWN = (0, 1, 2, 4, 5, 7, 8, 10, 11)  # root, hips, knees, ankles, toes: 27 channels
-SMPL_UP = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)  # spine, neck, head, arms: 45 channels
-N_JOINTS = 24
+SMPL_DOWN = LOWER_BODY_JOINTS  # root, hips, knees, ankles, toes: 27 channels
+SMPL_UP = UPPER_BODY_JOINTS  # spine, neck, head, arms: 45 channels
+N_JOINTS = NUM_JOINTS
 JOINT_CHANNELS = 3
 ROOT_CHANNELS = slice(0, JOINT_CHANNELS)
 

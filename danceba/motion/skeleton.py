@@ -11,12 +11,20 @@ first) and a root translation into the 24 joint positions:
 This equals ``smplx.SMPL(...).joints[:, :24]`` with ``transl = trans - SMPL_REST_PELVIS``; every metric
 here starts from zero-centred motion, so the constant pelvis offset cancels. For AIST++ pass
 ``trans = smpl_trans / smpl_scaling``.
+
+Numpy only (no torch): the viewer and the feature code import it. The differentiable torch twin used by
+the IK fit lives in :mod:`danceba.export.ik`. ``LOWER_BODY_JOINTS`` / ``UPPER_BODY_JOINTS`` are
+Bailando's two body halves, which :mod:`danceba.motion.bailando_layout` splits a frame into.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 SMPL_JOINT_NAMES: tuple[str, ...] = (
     "root", "lhip", "rhip", "belly", "lknee", "rknee", "spine", "lankle", "rankle", "chest", "ltoes",
@@ -88,7 +96,7 @@ NUM_JOINTS = 24
 LOWER_BODY_JOINTS: tuple[int, ...] = (0, 1, 2, 4, 5, 7, 8, 10, 11)
 UPPER_BODY_JOINTS: tuple[int, ...] = (3, 6, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
 
-_SMALL_ANGLE = 1e-4  # below this, Rodrigues' coefficients use their Taylor series
+SMALL_ANGLE = 1e-4  # below this, Rodrigues' coefficients use their Taylor series
 
 
 def rest_pose_joints(absolute: bool = False) -> np.ndarray:
@@ -115,7 +123,7 @@ def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
     aa = aa.astype(np.float64, copy=False)
     theta2 = np.sum(aa * aa, axis=-1)
     theta = np.sqrt(theta2)
-    small = theta < _SMALL_ANGLE
+    small = theta < SMALL_ANGLE
     safe = np.where(small, 1.0, theta)
     a = np.where(small, 1.0 - theta2 / 6.0, np.sin(safe) / safe)
     b = np.where(small, 0.5 - theta2 / 24.0, (1.0 - np.cos(safe)) / (safe * safe))
@@ -127,7 +135,7 @@ def axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
     return matrix.astype(dtype, copy=False)
 
 
-def _as_joint_rotations(poses: np.ndarray | torch.Tensor, name: str = "poses") -> tuple:
+def joint_rotations_view(poses: np.ndarray | torch.Tensor, name: str = "poses") -> tuple:
     """Accept (..., 72) or (..., 24, 3); return the (..., 24, 3) view and the leading shape."""
     shape = tuple(poses.shape)
     if shape[-2:] == (NUM_JOINTS, 3):
@@ -148,7 +156,7 @@ def forward_kinematics(poses: np.ndarray, trans: np.ndarray) -> np.ndarray:
         (..., 24, 3) joint positions in metres, y-up, in the floating dtype of the inputs
         (computed in float64).
     """
-    rotations, lead = _as_joint_rotations(np.asarray(poses))
+    rotations, lead = joint_rotations_view(np.asarray(poses))
     trans = np.asarray(trans)
     if trans.shape != (*lead, 3):
         raise ValueError(
@@ -165,60 +173,3 @@ def forward_kinematics(poses: np.ndarray, trans: np.ndarray) -> np.ndarray:
         positions.append(world[parent] @ SMPL_OFFSETS[i] + positions[parent])
         world.append(world[parent] @ local[..., i, :, :])
     return np.stack(positions, axis=-2).astype(out_dtype, copy=False)
-
-
-def axis_angle_to_matrix_torch(axis_angle: torch.Tensor) -> torch.Tensor:
-    """Torch twin of :func:`axis_angle_to_matrix`: (..., 3) -> (..., 3, 3), differentiable."""
-    if axis_angle.shape[-1:] != (3,):
-        raise ValueError(f"axis_angle: expected shape (..., 3), got {tuple(axis_angle.shape)}")
-    theta2 = (axis_angle * axis_angle).sum(-1)
-    small = theta2 < _SMALL_ANGLE**2
-    safe = torch.where(small, torch.ones_like(theta2), theta2).sqrt()
-    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(safe) / safe)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(safe)) / (safe * safe))
-    x, y, z = axis_angle.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).reshape((*axis_angle.shape, 3))
-    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand(skew.shape)
-    return eye + a[..., None, None] * skew + b[..., None, None] * (skew @ skew)
-
-
-def forward_kinematics_torch(poses: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-    """Torch twin of :func:`forward_kinematics` (same shapes; computed in the inputs' dtype and device)."""
-    rotations, lead = _as_joint_rotations(poses)
-    if tuple(trans.shape) != (*lead, 3):
-        raise ValueError(
-            f"trans: expected shape {(*lead, 3)} to match poses {tuple(poses.shape)}, got {tuple(trans.shape)}"
-        )
-    offsets = torch.as_tensor(SMPL_OFFSETS, dtype=rotations.dtype, device=rotations.device)
-    local = axis_angle_to_matrix_torch(rotations)
-    world = [local[..., 0, :, :]]
-    positions = [trans]
-    for i in range(1, NUM_JOINTS):
-        parent = SMPL_PARENTS[i]
-        positions.append(world[parent] @ offsets[i] + positions[parent])
-        world.append(world[parent] @ local[..., i, :, :])
-    return torch.stack(positions, dim=-2)
-
-
-def split_body(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split (..., 72) joint positions into Bailando's halves: up (..., 45), down (..., 27)."""
-    joints = np.asarray(joints)
-    if joints.shape[-1:] != (NUM_JOINTS * 3,):
-        raise ValueError(f"joints: expected shape (..., 72), got {joints.shape}")
-    per_joint = joints.reshape((*joints.shape[:-1], NUM_JOINTS, 3))
-    up = per_joint[..., UPPER_BODY_JOINTS, :].reshape((*joints.shape[:-1], len(UPPER_BODY_JOINTS) * 3))
-    down = per_joint[..., LOWER_BODY_JOINTS, :].reshape((*joints.shape[:-1], len(LOWER_BODY_JOINTS) * 3))
-    return up, down
-
-
-def merge_body(up: np.ndarray, down: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`split_body`: up (..., 45) and down (..., 27) -> (..., 72)."""
-    up, down = np.asarray(up), np.asarray(down)
-    if up.shape[-1:] != (45,) or down.shape[-1:] != (27,) or up.shape[:-1] != down.shape[:-1]:
-        raise ValueError(f"up/down: expected shapes (..., 45) and (..., 27), got {up.shape} and {down.shape}")
-    lead = up.shape[:-1]
-    joints = np.empty((*lead, NUM_JOINTS, 3), dtype=np.result_type(up, down))
-    joints[..., UPPER_BODY_JOINTS, :] = up.reshape((*lead, len(UPPER_BODY_JOINTS), 3))
-    joints[..., LOWER_BODY_JOINTS, :] = down.reshape((*lead, len(LOWER_BODY_JOINTS), 3))
-    return joints.reshape((*lead, NUM_JOINTS * 3))
