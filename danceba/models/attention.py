@@ -60,11 +60,45 @@ def feed_forward(n_embd: int, resid_pdrop: float) -> nn.Sequential:
     )
 
 
+class KVCache:
+    """Keys and values of one attention layer for the last ``window`` time steps (a ring buffer), for
+    decoding one time step (three positions: music, up, down) at a time.
+
+    Storage: key, value (B, H, window, 3, head_dim), allocated at the first :meth:`append`; time ``k``
+    (the k-th append) lives in slot ``k % window``. The order of the slots does not matter: the new
+    queries attend to all of them.
+    """
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError(f"KVCache: window must be >= 1, got {window}")
+        self.window = window
+        self.time = 0
+        self.key: torch.Tensor | None = None
+        self.value: torch.Tensor | None = None
+
+    def append(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the next time's key, value (B, H, 3, head_dim); return the cached keys and values
+        (B, H, 3n, head_dim) of the last n = min(time + 1, window) time steps."""
+        if self.key is None or self.value is None:
+            b, h, _, d = key.shape
+            self.key = key.new_empty(b, h, self.window, 3, d)
+            self.value = value.new_empty(b, h, self.window, 3, d)
+        slot = self.time % self.window
+        self.key[:, :, slot] = key
+        self.value[:, :, slot] = value
+        self.time += 1
+        n = min(self.time, self.window)
+        return self.key[:, :, :n].flatten(2, 3), self.value[:, :, :n].flatten(2, 3)
+
+
 class CrossConditionalSelfAttention(nn.Module):
     """Multi-head self-attention under the cross-conditional mask, with an output projection.
 
     x (B, 3t, D), mask (3t, 3t) bool -> (B, 3t, D). Dropout ``attn_pdrop`` on the attention weights
-    (training only) and ``resid_pdrop`` after ``proj``.
+    (training only) and ``resid_pdrop`` after ``proj``. Decoding: ``cache`` (a :class:`KVCache`) and x
+    (B, 3, D), the three positions of the next time step, which attend to every cached time (all are
+    earlier or the same), so no mask.
     """
 
     def __init__(self, n_embd: int, n_head: int, attn_pdrop: float, resid_pdrop: float) -> None:
@@ -79,11 +113,15 @@ class CrossConditionalSelfAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd)
         self.resid_drop = nn.Dropout(resid_pdrop)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None
+    ) -> torch.Tensor:
         q, k, v = (
             rearrange(layer(x), "b n (h d) -> b h n d", h=self.n_head)
             for layer in (self.query, self.key, self.value)
         )
+        if cache is not None:
+            k, v = cache.append(k, v)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_pdrop if self.training else 0.0
         )  # (B, H, 3t, D/H)
@@ -95,7 +133,8 @@ class PreNormBlock(nn.Module):
 
     With ``norm="layer"`` it is Bailando's GPT block (LayerNorm); with ``norm="rms"`` it is Danceba's
     TGCA position without the temporal gate (the ``tgca_gate=False`` ablation).
-    x (B, 3t, D), mask (3t, 3t) -> (B, 3t, D).
+    x (B, 3t, D), mask (3t, 3t) -> (B, 3t, D); or one decoding step with ``cache`` (see
+    :class:`CrossConditionalSelfAttention`).
     """
 
     def __init__(
@@ -115,15 +154,17 @@ class PreNormBlock(nn.Module):
         self.attn = CrossConditionalSelfAttention(n_embd, n_head, attn_pdrop, resid_pdrop)
         self.mlp = feed_forward(n_embd, resid_pdrop)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask, cache)
         return x + self.mlp(self.ln2(x))
 
 
 class TGCABlock(nn.Module):
     """Danceba's Temporal-Gated Causal Attention block (official ``Block_Base``).
 
-    x (B, 3t, D), mask (3t, 3t) -> (B, 3t, D)::
+    x (B, 3t, D), mask (3t, 3t) -> (B, 3t, D), or one decoding step with ``cache``::
 
         h = RMSNorm1(x)
         gate = act(act_proj(h))                  # act = SiLU (paper) or sigmoid (ablation)
@@ -152,10 +193,12 @@ class TGCABlock(nn.Module):
         self.attn = CrossConditionalSelfAttention(n_embd, n_head, attn_pdrop, resid_pdrop)
         self.mlp = feed_forward(n_embd, resid_pdrop)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None
+    ) -> torch.Tensor:
         h = self.norm1(x)
         gate_input = self.act_proj(h)
         gate = F.silu(gate_input) if self.gate_activation == "silu" else torch.sigmoid(gate_input)
-        attended = self.attn(F.silu(self.in_proj(h)), mask)
+        attended = self.attn(F.silu(self.in_proj(h)), mask, cache)
         x = x + self.out_proj(attended * gate)
         return x + self.mlp(self.norm2(x))

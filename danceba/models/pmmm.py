@@ -25,7 +25,7 @@ Names (``ln1..ln6``, ``mamba_1..3``, ``gate_mlp_1..3``) follow the release so it
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from danceba.models.attention import RMSNorm
+
+if TYPE_CHECKING:
+    from danceba.models.mamba import MambaState
 
 PMMMMode = Literal["parallel", "single"]
 
@@ -81,23 +84,38 @@ class PMMMBlock(nn.Module):
             self.add_module(f"mamba_{branch}", make_mamba())
             self.add_module(f"gate_mlp_{branch}", GatedMLP(n_embd))
 
-    def branch(self, index: int, s: torch.Tensor) -> torch.Tensor:
-        """Run branch ``index`` (1-based) over s (B, L, D) -> (B, L, D)."""
+    def branch(self, index: int, s: torch.Tensor, state: MambaState | None = None) -> torch.Tensor:
+        """Run branch ``index`` (1-based) over s (B, L, D) -> (B, L, D); or, with its Mamba's ``state``,
+        one decoding step s (B, D) -> (B, D) that advances the state in place."""
         norm_mamba, norm_mlp = self.get_submodule(f"ln{2 * index - 1}"), self.get_submodule(f"ln{2 * index}")
         mamba = self.get_submodule(f"mamba_{index}")
-        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+        if state is not None:
+            s = s + mamba.step(norm_mamba(s), state)[0]
+        elif self.activation_checkpointing and self.training and torch.is_grad_enabled():
             s = s + checkpoint(_mamba_of_norm, norm_mamba, mamba, s, use_reentrant=False)
         else:
             s = s + mamba(norm_mamba(s))
         return s + self.get_submodule(f"gate_mlp_{index}")(norm_mlp(s))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, 3t, D) -> (B, 3t, D). ``mask`` is ignored (same call as the attention blocks)."""
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: list[MambaState] | None = None
+    ) -> torch.Tensor:
+        """x (B, 3t, D) -> (B, 3t, D). ``mask`` is ignored (same call as the attention blocks). Decoding:
+        ``cache`` holds the three branches' Mamba states (:meth:`init_cache`) and x (B, 3, D) is the next
+        time step of music, up and down; the states advance in place."""
+        if cache is not None:
+            if self.mode != "parallel":
+                raise ValueError("PMMMBlock: step-by-step decoding needs pmmm='parallel'")
+            return torch.stack([self.branch(k + 1, x[:, k], state) for k, state in enumerate(cache)], dim=1)
         if self.mode == "single":
             return self.branch(1, x)
         t = x.shape[1] // 3
         streams = x.split(t, dim=1)  # music, up, down
         return torch.cat([self.branch(k + 1, s) for k, s in enumerate(streams)], dim=1)
+
+    def init_cache(self, batch: int) -> list[MambaState]:
+        """Zero Mamba states of the branches, for decoding ``batch`` songs from time 0."""
+        return [self.get_submodule(f"mamba_{k}").init_state(batch) for k in range(1, self.n_branches + 1)]
 
 
 def _mamba_of_norm(norm: nn.Module, mamba: nn.Module, s: torch.Tensor) -> torch.Tensor:
