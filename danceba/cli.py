@@ -22,7 +22,6 @@ this file parses arguments and prints.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from danceba import __version__
 from danceba.generate_config import PRECISIONS
+from danceba.nested import file_digest
 
 DEFAULT_GPT = Path("data/models/gpt.pt")
 DEFAULT_VQVAE = Path("data/models/vqvae.pt")
@@ -274,14 +274,6 @@ def _gpt_config(stack: str, config_from: Path | None, faithful: bool, official=N
     return replace(config, faithful=True) if faithful else config
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run_convert(args: argparse.Namespace) -> int:
     from danceba.models.gpt import build_gpt
     from danceba.models.gpt_weights import official_state_dict
@@ -317,7 +309,11 @@ def run_convert(args: argparse.Namespace) -> int:
             f"{args.official}: {len(result.missing_keys)} model weights missing from the file "
             f"(first: {result.missing_keys[0]}); nothing written (--allow-missing keeps their initial values)"
         )
-    provenance = {"converted_from": str(args.official), "sha256": _sha256(args.official), "stack": args.stack}
+    provenance = {
+        "converted_from": str(args.official),
+        "sha256": file_digest([args.official]),
+        "stack": args.stack,
+    }
     if checkpoint.epoch is not None:
         provenance["epoch"] = checkpoint.epoch
     metrics = {"missing_keys": len(result.missing_keys), "unexpected_keys": len(result.unexpected_keys)}

@@ -24,19 +24,11 @@ import contextlib
 import math
 import re
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-
-def flat_metrics(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``(dotted.key, value)`` for every leaf of a nested metrics dict (lists kept whole)."""
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from flat_metrics(value, f"{name}.")
-        else:
-            yield name, value
+from danceba.nested import flatten
 
 
 def format_value(value: Any, precision: int) -> str:
@@ -72,7 +64,7 @@ def metric_rows(
     return [
         (path, key, value)
         for path, values in metrics.items()
-        for key, value in flat_metrics(values)
+        for key, value in flatten(values).items()
         if (text or is_number(value))
         and (regex is None or regex.search(key) or regex.search(f"{path}:{key}"))
     ]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from danceba.train.checkpoint import files_digest
+from danceba.nested import file_digest
 
 MAX_LISTED_FILES = 20
 
@@ -31,7 +31,9 @@ def differing_files(a: Path, b: Path) -> list[str]:
     return sorted(
         name
         for name in files_a | files_b
-        if name not in files_a or name not in files_b or files_digest([a / name]) != files_digest([b / name])
+        if name not in files_a
+        or name not in files_b
+        or file_digest([a / name], "md5") != file_digest([b / name], "md5")
     )
 
 

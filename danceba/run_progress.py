@@ -1,6 +1,6 @@
 """One live progress line per experiment of a sweep or an ablation, read from the experiment's log.
 
-Each experiment (``pipelines.flows.run_seed``) runs in a subprocess whose stdout and stderr go to
+Each experiment (``pipelines.sweep_flow.run_seed``) runs in a subprocess whose stdout and stderr go to
 ``reports/sweep/seed-<s>.log``. :class:`LogWatcher` tails that file while the process runs and
 :func:`parse_progress` reads where it is: the stage (the ``stage <name>: started`` line every stage
 entry point logs, ``pipelines.stage.run_stage``) and the last tqdm counter (``train 1a2b:  45%|...|

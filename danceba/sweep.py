@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from danceba.atomic import write_text_atomic
+from danceba.nested import number_leaves
 
 DDOF = 1
 PROTOCOL_CARD_KEY = "protocol"  # = danceba.evaluation.PROTOCOL_CARD_KEY (not imported: keeps this light)
@@ -221,18 +222,6 @@ def metric_values(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if key != PROTOCOL_CARD_KEY}
 
 
-def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Nested metrics -> ``{"corrected.model.fid_k": value}``; only numbers (not bools) are kept."""
-    flat: dict[str, float] = {}
-    for key, value in metrics.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_metrics(value, f"{path}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[path] = float(value)
-    return flat
-
-
 def describe(values: Sequence[float]) -> dict[str, Any]:
     """``{mean, std, min, max, n, nonfinite}`` of ``values`` (std: sample, ddof 1; None when n < 2)."""
     array = np.asarray(values, dtype=np.float64)
@@ -263,7 +252,7 @@ def summarize(
     seeds = sorted(int(s) for s in results)
     values: dict[str, list[float]] = {}
     for seed in seeds:
-        for path, value in flatten_metrics(metric_values(results[seed])).items():
+        for path, value in number_leaves(metric_values(results[seed])).items():
             values.setdefault(path, []).append(value)
     return {"seeds": seeds, "ddof": DDOF, "metrics": {path: stats(v) for path, v in values.items()}}
 

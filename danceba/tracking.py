@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from danceba.cpu_kernels import kernels_in_use
+from danceba.nested import flatten
 from danceba.tracking_models import log_input_datasets
 from danceba.tracking_store import configure_tracking, experiment_id, mlflow_client, retry_locked
 
@@ -183,23 +184,18 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def flatten_params(params: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, str]:
+def flatten_params(params: Mapping[str, Any] | Any) -> dict[str, str]:
     """Nested mapping (or dataclass) -> ``{"a.b.c": str(value)}``; lists as JSON."""
-    if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        params = dataclasses.asdict(params)
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            f"params{' ' + prefix if prefix else ''}: expected a mapping, got {type(params).__name__}"
-        )
-    flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
-            flat.update(flatten_params(value, f"{name}."))
-        else:
-            text = json.dumps(value, default=str) if isinstance(value, list | tuple) else str(value)
-            flat[name] = text[:_MAX_PARAM_VALUE]
-    return flat
+    if not isinstance(params, Mapping) and not (
+        dataclasses.is_dataclass(params) and not isinstance(params, type)
+    ):
+        raise TypeError(f"params: expected a mapping, got {type(params).__name__}")
+    return {name: _param_text(value) for name, value in flatten(params).items()}
+
+
+def _param_text(value: Any) -> str:
+    text = json.dumps(value, default=str) if isinstance(value, list | tuple) else str(value)
+    return text[:_MAX_PARAM_VALUE]
 
 
 def parent_run_id() -> str | None:
@@ -385,10 +381,6 @@ def stage_run(
     root = Path(project_root).resolve()
     in_keys = [path_key(p, root) for p in inputs]
     out_keys = [path_key(p, root) for p in outputs]
-    uri = configure_tracking(root)
-    client = mlflow_client(uri)
-    from mlflow.entities import Param
-
     ins = input_hashes(in_keys, root)
     lineage = {
         "danceba.stage": stage,
@@ -396,28 +388,49 @@ def stage_run(
         "danceba.dataset_version": ins.get(dataset) or locked_hashes(root).get(dataset) or "unknown",
         **{f"{DVC_IN}{key}": value for key, value in ins.items()},
     }
-    tags = dict(lineage)
-    if parent := parent_run_id():
-        tags[PARENT_TAG] = parent
-    run = retry_locked(client.create_run, experiment_id(client, experiment, uri), tags=tags, run_name=stage)
-    tracker = StageRun(client, run, stage, lineage, uri)
-    token = _active_run.set(tracker.run_id)
+    parent = parent_run_id()
+    with mlflow_run(root, stage, lineage, parent, params, experiment) as tracker:
+        token = _active_run.set(tracker.run_id)
+        try:
+            context = "training" if stage.startswith("train") else "input"
+            log_input_datasets(tracker.client, tracker.run_id, ins, root, context)
+            yield tracker
+            outs = {key: dvc_hash(root / key) for key in out_keys}
+            tracker.set_tags({f"{DVC_OUT}{key}": value for key, value in outs.items()})
+            if dataset in outs:
+                tracker.set_tags({"danceba.dataset_version": outs[dataset]})
+        finally:
+            _active_run.reset(token)
+
+
+@contextlib.contextmanager
+def mlflow_run(
+    project_root: Path,
+    name: str,
+    lineage: Mapping[str, str],
+    parent: str | None = None,
+    params: Mapping[str, Any] | Any = None,
+    experiment: str = "danceba",
+) -> Iterator[StageRun]:
+    """One MLflow run's lifecycle, shared by the stages and the flows: created in ``experiment`` with the
+    ``lineage`` tags (and the parent's id, making it a child), ``params`` logged flat (100 a batch),
+    ended FINISHED; on an exception FAILED (KILLED on Ctrl-C), and the exception propagates."""
+    uri = configure_tracking(project_root)
+    client = mlflow_client(uri)
+    tags = {**lineage, PARENT_TAG: parent} if parent else dict(lineage)
+    run = retry_locked(client.create_run, experiment_id(client, experiment, uri), tags=tags, run_name=name)
+    tracker = StageRun(client, run, name, lineage, uri)
     try:
-        flat = [Param(k, v) for k, v in flatten_params(params).items()]
-        for start in range(0, len(flat), 100):
-            retry_locked(client.log_batch, tracker.run_id, params=flat[start : start + 100])
-        context = "training" if stage.startswith("train") else "input"
-        log_input_datasets(client, tracker.run_id, ins, root, context)
+        if params:
+            from mlflow.entities import Param
+
+            flat = [Param(k, v) for k, v in flatten_params(params).items()]
+            for start in range(0, len(flat), 100):
+                retry_locked(client.log_batch, tracker.run_id, params=flat[start : start + 100])
         yield tracker
-        outs = {key: dvc_hash(root / key) for key in out_keys}
-        tracker.set_tags({f"{DVC_OUT}{key}": value for key, value in outs.items()})
-        if dataset in outs:
-            tracker.set_tags({"danceba.dataset_version": outs[dataset]})
     except BaseException as error:
         status = "FAILED" if isinstance(error, Exception) else "KILLED"
         retry_locked(client.set_terminated, tracker.run_id, status)
         raise
     else:
         retry_locked(client.set_terminated, tracker.run_id, "FINISHED")
-    finally:
-        _active_run.reset(token)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from danceba.atomic import write_text_atomic
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.control_rows import half_beat_late_dances, jitter_dances, mismatched_dances, still_dances
 from danceba.data.windows import load_joints, sequences_in_splits
 from danceba.evaluation import (
@@ -34,9 +34,10 @@ from danceba.evaluation import (
     read_dance_folder,
 )
 from danceba.metrics_markdown import markdown_table, music_verdict
+from danceba.nested import number_leaves
 from danceba.protocol_card import protocol_card
 from danceba.report_plots import plot_bas_excess, plot_beats, plot_metric_bars
-from pipelines.stage import exit_with, log, numeric_leaves, run_stage, stage_parser, tracked
+from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 GENERATED_CONTROLS = ("model_sham_music", "reconstruction")  # optional folders of the generate stage
 
@@ -96,13 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("--joints", "--sequences", "--gt-features", "--music-60fps", "--generated", "--out-dir"):
         parser.add_argument(name, required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).evaluate
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.evaluate
         inputs = [args.joints, args.sequences, args.gt_features, args.music_60fps, args.generated]
         outputs = [args.out_dir / "metrics.json", args.out_dir / "metrics.md", args.out_dir / "plots"]
-        with tracked("evaluate", args, config, inputs=inputs, outputs=outputs) as run:
+        with tracked("evaluate", args, params, config, inputs=inputs, outputs=outputs) as run:
             report = evaluate_generated(args, config)
-            run.log_metrics(dict(numeric_leaves(report)))
+            run.log_metrics(number_leaves(report, finite_only=True))
             for output in outputs:
                 run.log_artifact(output)
             for video in sorted(args.generated.glob("*.mp4")):

@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.data import aistpp, download, mini
 from danceba.data.data_config import DataConfig
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
@@ -47,9 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="folder to write the AIST++ layout into")
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).data
-        with tracked("fetch", args, config, inputs=[], outputs=[args.out]):
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.data
+        with tracked("fetch", args, params, config, inputs=[], outputs=[args.out]):
             fetch_dataset(config, args.out)
 
     return run_stage(body, parser, argv)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from danceba import tables
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.dance_generation import (
     Song,
     generate_dances,
@@ -89,10 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("--gpt", "--vqvae", "--tokens", "--sequences", "--music", "--joints", "--raw", "--out"):
         parser.add_argument(name, required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).generate
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.generate
         inputs = [args.gpt, args.vqvae, args.tokens, args.sequences, args.music, args.joints, args.raw]
-        with tracked("generate", args, config, inputs=inputs, outputs=[args.out], seed=config.seed):
+        with tracked("generate", args, params, config, inputs=inputs, outputs=[args.out], seed=config.seed):
             generate_test_dances(args, config)
 
     return run_stage(body, parser, argv)

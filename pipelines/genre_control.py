@@ -21,7 +21,7 @@ from typing import Any
 from danceba.ablation_markdown import interval_cell, markdown_table
 from danceba.ablation_report import describe_over_seeds
 from danceba.atomic import write_text_atomic
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.dance_generation import genre_first_codes
 from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import music_beat_onehots
@@ -31,7 +31,7 @@ from danceba.genres import sequence_genre
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
 from pipelines.generate import test_songs
-from pipelines.stage import exit_with, log, run_stage, stage_parser, stage_threads
+from pipelines.stage import exit_with, log, run_stage, stage_parser
 
 # (group, which GPTs, whose first codes): the genre's most frequent ones, or the piece's own
 GROUPS = (
@@ -106,9 +106,8 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
     started = time.monotonic()
-    params = load_params(args.params)
     sampling, evaluate = params.generate.sampling(), params.evaluate
     classifier, card = classifier_for(args.joints, args.sequences, params.generate.splits)
     log.info("genre classifier: %.0f %% on held-out ground truth", 100 * card["held_out_accuracy"])
@@ -174,11 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, default in defaults.items():
         parser.add_argument(name, type=Path, default=Path(default), help=f"default: {default}")
 
-    def body(args: argparse.Namespace) -> None:
+    def body(args: argparse.Namespace, params: Params) -> None:
         if not args.conditioned and not args.unconditioned:
             raise ValueError("give --conditioned and/or --unconditioned GPT checkpoints")
-        with stage_threads(args.params):
-            run(args)
+        run(args, params)
 
     return run_stage(body, parser, argv)
 

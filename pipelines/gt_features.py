@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.evaluation import write_gt_features
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
@@ -21,9 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sequences", required=True, type=Path)
     parser.add_argument("--out", required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).evaluate
-        with tracked("gt_features", args, config, inputs=[args.joints, args.sequences], outputs=[args.out]):
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.evaluate
+        with tracked(
+            "gt_features", args, params, config, inputs=[args.joints, args.sequences], outputs=[args.out]
+        ):
             count = write_gt_features(args.joints, args.sequences, args.out, config.protocols)
         log.info("ground-truth features of %d sequences for %s", count, ", ".join(config.protocols))
 

@@ -21,10 +21,11 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.atomic import write_text_atomic
-from danceba.config import JointsConfig, load_params
+from danceba.config import JointsConfig, Params
 from danceba.data import aistpp
 from danceba.motion.skeleton import forward_kinematics
-from pipelines.stage import exit_with, numeric_leaves, run_stage, stage_parser, tracked
+from danceba.nested import number_leaves
+from pipelines.stage import exit_with, run_stage, stage_parser, tracked
 
 
 def sequence_splits(layout: aistpp.AistppLayout) -> dict[str, str]:
@@ -113,13 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sequences", required=True, type=Path)
     parser.add_argument("--summary", required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).joints
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.joints
         outputs = [args.joints, args.sequences, args.summary]
-        with tracked("joints", args, config, inputs=[args.raw], outputs=outputs) as run:
+        with tracked("joints", args, params, config, inputs=[args.raw], outputs=outputs) as run:
             summary = write_joints_tables(args.raw, args.joints, args.sequences, config)
             write_text_atomic(args.summary, json.dumps(summary, indent=2) + "\n")
-            run.log_metrics(dict(numeric_leaves(summary)))
+            run.log_metrics(number_leaves(summary, finite_only=True))
 
     return run_stage(body, parser, argv)
 

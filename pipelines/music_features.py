@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from danceba import tables
-from danceba.config import MusicFeaturesConfig, load_params
+from danceba.config import MusicFeaturesConfig, Params
 from danceba.data import aistpp
 from danceba.features import music
 from danceba.features.rhythm import token_condition
@@ -83,10 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out-motion-fps", required=True, type=Path)
     parser.add_argument("--out-token-fps", required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).music_features
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.music_features
         outputs = [args.out_motion_fps, args.out_token_fps]
-        with tracked("music_features", args, config, inputs=[args.raw, args.sequences], outputs=outputs):
+        with tracked(
+            "music_features", args, params, config, inputs=[args.raw, args.sequences], outputs=outputs
+        ):
             write_music_features(args.raw, args.sequences, args.out_motion_fps, args.out_token_fps, config)
 
     return run_stage(body, parser, argv)

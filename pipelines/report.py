@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.html_report import write_report
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
@@ -22,10 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("--metrics-md", "--generated", "--joints", "--raw", "--out"):
         parser.add_argument(name, required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).report
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.report
         inputs = [args.metrics_md, args.generated, args.joints, args.raw]
-        with tracked("report", args, config, inputs=inputs, outputs=[args.out]) as run:
+        with tracked("report", args, params, config, inputs=inputs, outputs=[args.out]) as run:
             written = write_report(
                 args.out, args.metrics_md, args.generated, config, args.joints, [args.raw / "wavs"]
             )

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from danceba.config import Params, load_params
 from danceba.progress import configure_logging
 
 log = logging.getLogger("danceba")
@@ -27,11 +27,12 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run_stage(
-    body: Callable[[argparse.Namespace], None],
+    body: Callable[[argparse.Namespace, Params], None],
     parser: argparse.ArgumentParser,
     argv: Sequence[str] | None = None,
 ) -> int:
-    """Parse arguments, run ``body``, turn expected errors into one clear line and exit code 1.
+    """Parse arguments, load ``--params`` once, run ``body(args, params)`` with ``compute.threads``
+    threads, turn expected errors into one clear line and exit code 1.
 
     Logging goes through ``tqdm.write`` (lines never land on a progress bar's line) and, under
     ``torchrun``, from rank 0 only (``danceba.progress.configure_logging``)."""
@@ -39,8 +40,9 @@ def run_stage(
     args = parser.parse_args(argv)
     log.info("stage %s: started", Path(parser.prog).stem)  # read by danceba.run_progress (sweep lines)
     try:
-        with stage_threads(args.params):
-            body(args)
+        params = load_params(args.params)
+        with stage_threads(params.compute.threads):
+            body(args, params)
     except (ValueError, OSError, KeyError) as error:
         log.error("%s failed: %s", parser.prog, error)
         return 1
@@ -48,14 +50,12 @@ def run_stage(
 
 
 @contextlib.contextmanager
-def stage_threads(params: str | os.PathLike[str]) -> Iterator[int]:
-    """Run with ``compute.threads`` torch and BLAS/OpenMP threads (results depend on the count)."""
+def stage_threads(threads: int) -> Iterator[int]:
+    """Run with ``threads`` (``compute.threads``) torch and BLAS/OpenMP threads (results depend on the
+    count)."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    from danceba.config import load_params
-
-    threads = load_params(params).compute.threads
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -73,6 +73,7 @@ def is_main_process() -> bool:
 def tracked(
     stage: str,
     args: argparse.Namespace,
+    params: Params,
     section: Any,
     *,
     inputs: Sequence[Path],
@@ -83,7 +84,7 @@ def tracked(
 
     The project root (store location, dvc.lock) is the folder of ``--params``.
     """
-    from danceba.config import load_params, section_as_dict
+    from danceba.config import section_as_dict
     from danceba.tracking import NullStageRun, stage_run
 
     if not is_main_process():
@@ -95,7 +96,7 @@ def tracked(
         inputs=list(inputs),
         outputs=list(outputs),
         seed=seed,
-        data_source=load_params(params_path).data.source,
+        data_source=params.data.source,
         project_root=params_path.parent,
     )
 
@@ -112,16 +113,6 @@ def export_provenance(args: argparse.Namespace, inputs: Sequence[Path], stage_mo
         "inputs": {path_key(path, root): dvc_hash(Path(path)) for path in inputs},
         "code": code_digest(stage_module),
     }
-
-
-def numeric_leaves(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
-    """``(dotted.key, value)`` for every finite number in a nested dict (for MLflow metrics)."""
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from numeric_leaves(value, f"{name}.")
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            yield name, float(value)
 
 
 def exit_with(code: int) -> None:

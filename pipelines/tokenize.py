@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from danceba.atomic import write_text_atomic
-from danceba.config import load_params
+from danceba.config import Params
 from danceba.motion_tokens import write_tokens
 from danceba.train.vqvae_training import load_vqvae
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
@@ -28,11 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--summary", required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).tokenize
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.tokenize
         inputs = [args.vqvae, args.joints, args.sequences, args.music_60fps, args.music]
         outputs = [args.out, args.token_music]
-        with tracked("tokenize", args, config, inputs=inputs, outputs=outputs) as run:
+        with tracked("tokenize", args, params, config, inputs=inputs, outputs=outputs) as run:
             vqvae = load_vqvae(args.vqvae)
             counts = write_tokens(
                 vqvae,

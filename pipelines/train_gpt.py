@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from danceba.atomic import write_text_atomic
-from danceba.config import load_params
+from danceba.config import Params
+from danceba.nested import number_leaves
 from danceba.tracking_models import gpt_signature
 from danceba.train.gpt_training import export_gpt, train_gpt
 from pipelines.stage import (
@@ -20,7 +21,6 @@ from pipelines.stage import (
     export_provenance,
     is_main_process,
     log,
-    numeric_leaves,
     run_stage,
     stage_parser,
     tracked,
@@ -35,10 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-out", required=True, type=Path)
     parser.add_argument("--reports", required=True, type=Path)
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).train_gpt
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.train_gpt
         inputs, seed = [args.tokens, args.music], config.train.seed
-        with tracked("train_gpt", args, config, inputs=inputs, outputs=[args.model_out], seed=seed) as run:
+        with tracked(
+            "train_gpt", args, params, config, inputs=inputs, outputs=[args.model_out], seed=seed
+        ) as run:
             model, _, metrics = train_gpt(
                 args.tokens, args.music, config, args.runs, args.reports, run.lineage, run.on_log
             )
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     export_provenance(args, inputs, "pipelines.train_gpt"),
                 )
                 write_text_atomic(args.reports / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-                run.log_metrics(dict(numeric_leaves(metrics)))
+                run.log_metrics(number_leaves(metrics, finite_only=True))
                 run.log_artifact(args.reports)
                 run.register_model(args.model_out, "danceba-gpt")
                 run.log_model(model, "gpt", gpt_signature(config.model))

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from danceba.atomic import write_text_atomic
-from danceba.config import load_params
+from danceba.config import Params
+from danceba.nested import number_leaves
 from danceba.tracking_models import vqvae_signature
 from danceba.train.vqvae_training import export_vqvae, train_vqvae
 from pipelines.stage import (
     exit_with,
     export_provenance,
     is_main_process,
-    numeric_leaves,
     run_stage,
     stage_parser,
     tracked,
@@ -35,11 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-out", required=True, type=Path, help="the trained VQ-VAE for later stages")
     parser.add_argument("--reports", required=True, type=Path, help="folder for metrics and plots")
 
-    def body(args: argparse.Namespace) -> None:
-        config = load_params(args.params).train_vqvae
+    def body(args: argparse.Namespace, params: Params) -> None:
+        config = params.train_vqvae
         inputs = [args.joints, args.sequences]
         seed = config.stage1.train.seed
-        with tracked("train_vqvae", args, config, inputs=inputs, outputs=[args.model_out], seed=seed) as run:
+        with tracked(
+            "train_vqvae", args, params, config, inputs=inputs, outputs=[args.model_out], seed=seed
+        ) as run:
             result = train_vqvae(
                 args.joints, args.sequences, config, args.runs, args.reports, run.lineage, run.on_log
             )
@@ -52,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     export_provenance(args, inputs, "pipelines.train_vqvae"),
                 )
                 write_text_atomic(args.reports / "metrics.json", json.dumps(result.metrics, indent=2) + "\n")
-                run.log_metrics(dict(numeric_leaves(result.metrics)))
+                run.log_metrics(number_leaves(result.metrics, finite_only=True))
                 run.log_artifact(args.reports)
                 run.register_model(args.model_out, "danceba-vqvae")
                 run.log_model(result.model, "vqvae", vqvae_signature(config.model))

@@ -17,7 +17,7 @@ import pytest
 import pipelines.flows as flows
 from danceba.ablation import select_variants, variant_records_dir
 from danceba.sweep import SeedRecord, write_seed_record
-from pipelines.flows import ablation, ablation_runs
+from pipelines.ablation_flow import ablation, ablation_runs
 from tests.tiny_dvc import git, make_project, mlflow_runs
 
 STAGE_SCRIPT = """\

@@ -15,9 +15,10 @@ import pytest
 
 import pipelines.flows as flows
 from danceba.sweep import read_seed_records
-from pipelines import dvc_experiment
+from pipelines import commands, dvc_experiment, sweep_flow
 from pipelines.dvc_graph import StageInfo, covers, dvc_stages, seed_dependent, with_upstream
-from pipelines.flows import reproduce, run_windowed, sweep
+from pipelines.reproduce_flow import reproduce
+from pipelines.sweep_flow import run_windowed, sweep
 from tests.tiny_dvc import make_project, mlflow_runs
 
 STAGE_SCRIPT = '''\
@@ -254,7 +255,7 @@ def test_run_windowed_never_exceeds_jobs(monkeypatch):
         running[0] -= 1
         return iter(futures)
 
-    monkeypatch.setattr(flows, "as_completed", first_completed)
+    monkeypatch.setattr(sweep_flow, "as_completed", first_completed)
     states = run_windowed(submit, [5, 6, 7, 8, 9], jobs=2)
     assert states == {s: f"state-{s}" for s in (5, 6, 7, 8, 9)} and peak[0] == 2
     with pytest.raises(ValueError, match="jobs"):
@@ -284,7 +285,7 @@ def test_experiment_runs_from_any_directory_and_replaces_its_name(tiny, swept, t
     result = tmp_path / "result.json"
     extra = {"again": "reports/metrics.json", "absent": "reports/no-such.json"}  # read back when present
     command = dvc_experiment.command(root, "seed-1", ["train.seed=5"], "reports/metrics.json", result, extra)
-    env = {**flows.subprocess_env(), "PYTHONPATH": str(code)}
+    env = {**commands.subprocess_env(), "PYTHONPATH": str(code)}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)  # not the project
     assert done.returncode == 0, done.stderr[-2000:]
     rev, metrics = json.loads(result.read_text()).values()

@@ -13,8 +13,8 @@ import yaml
 from danceba.config import ComputeConfig, ConfigError, load_params
 from danceba.provenance import code_digest, import_closure
 from danceba.train.checkpoint import save_checkpoint
-from pipelines.flows import fitting_jobs
 from pipelines.stage import stage_threads
+from pipelines.sweep_flow import fitting_jobs
 from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 
@@ -84,7 +84,7 @@ def test_compute_threads_is_validated_and_set_by_every_stage(tmp_path: Path) -> 
     path.write_text(yaml.safe_dump(params))
     assert load_params(path).compute.threads == 1
     before = torch.get_num_threads()
-    with stage_threads(path) as threads:
+    with stage_threads(load_params(path).compute.threads) as threads:
         assert threads == torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 

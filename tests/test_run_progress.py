@@ -1,5 +1,5 @@
 """One live progress line per sweep/ablation experiment, read from its log (``danceba.run_progress``),
-shown by ``pipelines.flows.run_watched`` while a real subprocess writes its log."""
+shown by ``pipelines.commands.run_watched`` while a real subprocess writes its log."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from danceba.run_progress import Progress, ProgressLine, parse_progress
-from pipelines.flows import CommandFailed, run_watched
+from pipelines.commands import CommandFailed, run_watched
 from tests.test_progress import terminal_lines
 
 # What an experiment's log holds: DVC's output, stage log lines, tqdm updates separated by \r.

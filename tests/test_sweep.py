@@ -7,13 +7,13 @@ import math
 
 import pytest
 
+from danceba.nested import number_leaves
 from danceba.sweep import (
     SeedRecord,
     SeedRun,
     describe,
     experiment_name,
     finished_seeds,
-    flatten_metrics,
     format_cell,
     format_sweep_markdown,
     format_sweep_table,
@@ -65,7 +65,7 @@ def test_describe_single_value_nonfinite_and_empty():
 
 
 def test_flatten_keeps_numbers_only():
-    flat = flatten_metrics({"a": {"b": 1, "c": "text", "d": True, "e": [1, 2]}, "f": 2.5})
+    flat = number_leaves({"a": {"b": 1, "c": "text", "d": True, "e": [1, 2]}, "f": 2.5})
     assert flat == {"a.b": 1.0, "f": 2.5}
 
 

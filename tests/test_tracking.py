@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from danceba import tracking, tracking_store
+from tests.tiny_dvc import git
 
 LOCKED_RAW = "0123456789abcdef0123456789abcdef.dir"
 DVC_LOCK = {
@@ -29,11 +30,6 @@ DVC_LOCK = {
         }
     },
 }
-
-
-def git(root: Path, *args: str) -> str:
-    command = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.org", *args]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

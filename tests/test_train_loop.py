@@ -444,10 +444,11 @@ def test_run_folder_digest_ignores_what_a_resume_may_change() -> None:
 
 
 def test_new_training_data_gets_a_new_run_folder(tmp_path: Path) -> None:
-    from danceba.train.checkpoint import config_digest, files_digest
+    from danceba.nested import file_digest
+    from danceba.train.checkpoint import config_digest
 
     data = tmp_path / "tokens.parquet"
     data.write_bytes(b"windows of the mini dataset")
-    before = config_digest({"config": {"lr": 1.0}, "data": files_digest([data])})
+    before = config_digest({"config": {"lr": 1.0}, "data": file_digest([data], "md5")})
     data.write_bytes(b"windows of a bigger mini dataset")
-    assert config_digest({"config": {"lr": 1.0}, "data": files_digest([data])}) != before
+    assert config_digest({"config": {"lr": 1.0}, "data": file_digest([data], "md5")}) != before

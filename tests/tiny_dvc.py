@@ -12,8 +12,10 @@ IGNORED = "/reports/\n/mlflow.db*\n/mlartifacts/\n/.prefect/\n"
 
 
 def git(root: Path, *args: str) -> str:
-    """stdout of ``git -C root <args>`` (a failure raises)."""
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True).stdout
+    """stdout of ``git -C root <args>`` without its trailing newline, committing as a test identity (a
+    failure raises)."""
+    command = ["git", "-C", str(root), "-c", "user.name=tests", "-c", "user.email=tests@danceba", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def make_project(root: Path, files: Mapping[str, str]) -> Path:

@@ -10,7 +10,6 @@ moves what it finds into the layout, wherever the archive put it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -34,6 +33,7 @@ from danceba.data.aistpp import (
     AistppLayout,
     validate_layout,
 )
+from danceba.nested import file_digest
 
 AISTPP_RELEASE_URL = "https://github.com/google/aistplusplus_dataset/releases/download/v1.0"
 AISTPP_MOTIONS_URL = f"{AISTPP_RELEASE_URL}/motions.zip"
@@ -80,18 +80,13 @@ AISTPP_IGNORE_LIST = RemoteFile(
 )
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _mismatch(path: Path, sha256: str | None, size: int | None) -> str | None:
     """Why ``path`` does not match the expected size/checksum, or None when it does."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         return f"size {actual_size} bytes, expected {size}"
     if sha256 is not None:
-        actual = _file_sha256(path)
+        actual = file_digest([path])
         if actual.lower() != sha256.lower():
             return f"sha256 {actual}, expected {sha256}"
     return None

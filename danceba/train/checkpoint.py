@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from danceba.atomic import atomic_path
+from danceba.nested import flatten
 from danceba.train.train_config import RESUMABLE_CHANGES
 
 log = logging.getLogger(__name__)
@@ -119,20 +120,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return payload
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        flat: dict[str, Any] = {}
-        for k, v in value.items():
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
 def config_differences(
     saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()
 ) -> list[str]:
     """``"key: saved -> current"`` for every dotted key that differs, except those in ``ignore``."""
-    old, new, skip = _flatten(saved), _flatten(current), set(ignore)
+    old, new, skip = flatten(saved), flatten(current), set(ignore)
     keys = sorted((set(old) | set(new)) - skip)
     missing = "<absent>"
     return [
@@ -168,16 +160,6 @@ def check_run_folder(
     if differences:
         log.warning("%s: resuming with a changed config: %s", existing[0], "; ".join(differences))
     return payload if existing[0] == last else None
-
-
-def files_digest(paths: Iterable[str | Path]) -> str:
-    """md5 of the contents of ``paths`` (in order): the identity of a run's training data."""
-    digest = hashlib.md5()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def config_digest(config: Any) -> str:

@@ -24,11 +24,11 @@ from danceba.genres import ANY_GENRE, genre_label, sequence_genre
 from danceba.models.gpt import CrossCondGPT, build_gpt
 from danceba.models.gpt_config import GPTConfig
 from danceba.motion_tokens import read_tokens, token_arrays
+from danceba.nested import file_digest
 from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
-    files_digest,
     load_checkpoint,
     to_plain_config,
 )
@@ -197,7 +197,7 @@ def train_gpt(
     if config.model.music_norm:
         model.gpt_base.set_music_statistics(*music_statistics(train_data))
     run_dir = Path(run_root) / config_digest(
-        {"config": config, "data": files_digest([tokens, music_7p5fps]), "code": code_digest(__name__)}
+        {"config": config, "data": file_digest([tokens, music_7p5fps], "md5"), "code": code_digest(__name__)}
     )
     log.info(
         "GPT (%s stack): %d parameters; %d training windows; run folder %s",

@@ -28,11 +28,11 @@ from danceba.motion.bailando_layout import (
     with_root_velocity,
     zero_root,
 )
+from danceba.nested import file_digest
 from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
-    files_digest,
     load_checkpoint,
     to_plain_config,
 )
@@ -115,7 +115,7 @@ def train_vqvae(
     eval_names = sequences_in_splits(sequences, config.eval_splits)
     train_joints, eval_joints = load_joints(joints, train_names), load_joints(joints, eval_names)
     run_dir = Path(run_root) / config_digest(
-        {"config": config, "data": files_digest([joints, sequences]), "code": code_digest(__name__)}
+        {"config": config, "data": file_digest([joints, sequences], "md5"), "code": code_digest(__name__)}
     )
     log.info(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
