@@ -2,7 +2,7 @@
 
 Generates the codes of the ``generate`` stage's pieces (``generate.splits`` of params.yaml, music,
 first codes and genre as the stage feeds them) with the trained GPT (``make run`` first) in every
-(decode, precision) mode of ``danceba.generate_config.SamplingConfig``, all pieces in one batch, with the
+(decode, precision) mode of ``danceba.generation.config.SamplingConfig``, all pieces in one batch, with the
 stage's sampling settings, and compares each mode's codes with ``exact`` in ``float32`` (the official
 sampler, what the stage writes): the fraction of pieces whose codes are all the same, the fraction of
 codes that are the same, and where the first difference falls. Greedy decoding makes the comparison
@@ -24,9 +24,9 @@ import torch
 
 from danceba.atomic import write_text_atomic
 from danceba.config import load_params
-from danceba.dance_generation import batch_codes
-from danceba.generate import trim_codes
-from danceba.generate_config import PRECISIONS
+from danceba.generation.config import PRECISIONS
+from danceba.generation.dances import batch_codes
+from danceba.generation.sampler import trim_codes
 from danceba.train.gpt_training import load_gpt
 from pipelines.generate import test_songs
 

@@ -4,7 +4,7 @@ one song vs a batch of songs.
 Measures seconds of dance generated per second of wall time (150 codes = 20 s of dance at 7.5 codes/s)
 for the Danceba and Bailando stacks of ``danceba.models.gpt`` (randomly initialised, eval mode, greedy
 decoding), at a configurable model size, batch sizes and precisions (``SamplingConfig.precision``), with
-``danceba.generate.generate_codes``. ``exact`` in float32 at batch 1 is the official sampler (one song at
+``danceba.generation.sampler.generate_codes``. ``exact`` in float32 at batch 1 is the official sampler (one song at
 a time, the whole window re-run per step): every row's ``x_reference`` is its songs per second over that
 row's. Whether the faster modes give the same codes is measured on the trained model by
 ``bench.bench_decode_agreement``.
@@ -35,8 +35,8 @@ import time
 import torch
 
 from danceba.atomic import write_text_atomic
-from danceba.generate import context_window, generate_codes
-from danceba.generate_config import PRECISIONS, SamplingConfig
+from danceba.generation.config import PRECISIONS, SamplingConfig
+from danceba.generation.sampler import context_window, generate_codes
 from danceba.models.gpt import build_gpt
 from danceba.models.gpt_config import GPTConfig
 

@@ -1,6 +1,6 @@
 """One prepared GPU check: parity of every CUDA path, paper-size speed, generation, a short training run.
 
-Needs only PyTorch, NumPy, Triton and the project's model code (``danceba.models``, ``danceba.generate``:
+Needs only PyTorch, NumPy, Triton and the project's model code (``danceba.models``, ``danceba.generation.sampler``:
 torch, numpy, einops, mambapy), so it runs on a bare CUDA image; the data, tracking and orchestration
 packages (scipy, pandas, librosa, mlflow, dvc, prefect) are never imported (``tests/test_gpu_check.py``
 checks). Writes one JSON file, rewritten after every section (a run stopped early keeps what it did)::
@@ -24,7 +24,7 @@ Sections (``--only`` runs a subset; the environment is always recorded):
   0.5 % of a Danceba step) and MFU against 790 TFLOP/s (an H200's dense bf16).
 * ``generation``: the 40-song test set in one batch (lengths 123-150 codes, the Bailando protocol's
   20 s cap), Danceba, bf16 autocast, cached and exact decoding: seconds and codes agreeing between them
-  (PRE makes them differ by design, see ``danceba.generate``).
+  (PRE makes them differ by design, see ``danceba.generation.sampler``).
 * ``training_run``: a fresh paper-size Danceba on synthetic token sequences that follow a rule of the
   previous code and the music beside it (learnable, unlike uniform noise), up to ``run_steps`` steps or
   the time budget: the loss per step and whether it fell. Synthetic, because reading the scale dataset's

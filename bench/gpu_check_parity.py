@@ -12,7 +12,7 @@ TF32 is turned off (``float32_matmuls``) so that float32 means float32 on both s
 * :func:`gpt_parity`: a whole GPT (eval mode, so no dropout) on ``device``: logits and every parameter's
   gradient of the loss, against the same weights on CPU.
 * :func:`decoding_parity`: on ``device``, cached against exact decoding for a causal model over one
-  window (where they must agree, ``danceba.generate``); and exact on ``device`` against exact on CPU.
+  window (where they must agree, ``danceba.generation.sampler``); and exact on ``device`` against exact on CPU.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from danceba.features.phase import official_stft_phase
-from danceba.generate import context_window, generate_codes
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import context_window, generate_codes
 from danceba.models import triton_scan
 from danceba.models.gpt import CrossCondGPT, build_gpt
 from danceba.models.gpt_config import GPTConfig

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import torch
 
 from bench import gpu_check_parity as parity
-from danceba.generate import generate_codes
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import generate_codes
 from danceba.models import triton_scan
 from danceba.models.gpt import build_gpt
 from danceba.models.gpt_config import GPTConfig

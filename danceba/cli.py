@@ -15,7 +15,7 @@ Bad input (an unreadable, silent or too short song, a checkpoint of the wrong ki
 prediction folder that is not in the documented format) ends with one line
 ``danceba: error: <file>: <problem>`` on stderr and exit status 2, and nothing written: ``generate``
 checks every song and both checkpoints before it writes, writes each file atomically, and removes the
-files it wrote if a later one fails. Library code lives in ``danceba.song`` and the modules it names;
+files it wrote if a later one fails. Library code lives in ``danceba.generation.user_songs`` and the modules it names;
 this file parses arguments and prints.
 """
 
@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from danceba import __version__
-from danceba.generate_config import PRECISIONS
+from danceba.generation.config import PRECISIONS, SamplingConfig
 from danceba.nested import file_digest
 
 DEFAULT_GPT = Path("data/models/gpt.pt")
@@ -64,7 +64,7 @@ def _note(message: str) -> None:
 
 
 def _formats(text: str) -> tuple[str, ...]:
-    from danceba.song import parse_formats
+    from danceba.generation.user_songs import parse_formats
 
     try:
         return parse_formats(text)
@@ -94,7 +94,7 @@ def _positive_int(text: str) -> int:
 
 
 def _first_codes(args: argparse.Namespace, vocab: int) -> tuple[int, int]:
-    from danceba.song import first_codes
+    from danceba.generation.user_songs import first_codes
 
     tokens = args.tokens if args.tokens is not None else DEFAULT_TOKENS
     if tokens.is_file():
@@ -125,9 +125,8 @@ def _conditioned_genre(genre: str | None, conditioned: bool) -> str | None:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from danceba.dance_generation import generate_dances
-    from danceba.generate_config import SamplingConfig
-    from danceba.song import (
+    from danceba.generation.dances import generate_dances
+    from danceba.generation.user_songs import (
         check_output_names,
         load_models,
         match_music_width,
@@ -397,21 +396,34 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--gpt", "--checkpoint", type=Path, default=DEFAULT_GPT, help="GPT export" + default)
     gen.add_argument("--vqvae", type=Path, default=DEFAULT_VQVAE, help="VQ-VAE export" + default)
     gen.add_argument("--format", type=_formats, default=("npz", "bvh"), help="npz,bvh,mp4 (default: npz,bvh)")
-    gen.add_argument("--seed", type=int, default=0, help="sampling seed" + default)
-    gen.add_argument("--temperature", type=_positive_float, default=1.0, help="softmax temperature" + default)
-    gen.add_argument("--top-k", type=_positive_int, default=None, help="sample among the K likeliest codes")
+    sampler = SamplingConfig()  # the defaults of the sampler's knobs, written once
+    gen.add_argument("--seed", type=int, default=sampler.seed, help="sampling seed" + default)
+    gen.add_argument(
+        "--temperature",
+        type=_positive_float,
+        default=sampler.temperature,
+        help="softmax temperature" + default,
+    )
+    gen.add_argument(
+        "--top-k", type=_positive_int, default=sampler.top_k, help="sample among the K likeliest codes"
+    )
     gen.add_argument("--greedy", action="store_true", help="top-1 codes, as the official sampler")
     gen.add_argument(
         "--repeat-penalty",
         type=_non_negative_float,
-        default=0.0,
+        default=sampler.repeat_penalty,
         help="nats off the logit of the previous code, against a dancer that freezes" + default,
     )
-    gen.add_argument("--decode", choices=("cached", "exact"), default="cached", help="decoder" + default)
+    gen.add_argument(
+        "--decode",
+        choices=("cached", "exact"),
+        default="cached",  # the stage and SamplingConfig decode exact (the reference); cached is ~5x faster
+        help="decoder; exact is the official sampler and what the evaluated stage runs" + default,
+    )
     gen.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default=PRECISIONS[0],
+        default=sampler.precision,
         help="weights of the GPT's matrix products: bfloat16 is about 2x faster on CPU and changes some "
         "codes (bench/bench_decode_agreement.py)" + default,
     )

@@ -17,7 +17,7 @@ import yaml
 
 from danceba.data.data_config import DataConfig
 from danceba.evaluation import EvaluateConfig
-from danceba.generate_config import GenerateConfig
+from danceba.generation.config import GenerateConfig
 from danceba.html_report import ReportConfig
 from danceba.params_checks import (
     consistency_problems,

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from danceba.dance_generation import Song, generate_dances
 from danceba.data.aistpp import FPS
 from danceba.evaluation import EvaluateConfig
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.dances import Song, generate_dances
 from danceba.genre_classifier import GenreClassifier, accuracy
 from danceba.metrics import metric_protocol
 from danceba.models.gpt import CrossCondGPT

@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.config import Params
-from danceba.dance_generation import (
+from danceba.data.aistpp import AistppLayout
+from danceba.data.windows import load_joints, read_sequence_index
+from danceba.evaluation import write_dance
+from danceba.export.video import render_dance_video
+from danceba.features.music import FRAMES_PER_TOKEN
+from danceba.generation.config import GenerateConfig
+from danceba.generation.dances import (
     Song,
     generate_dances,
     ground_truth_first_codes,
@@ -27,12 +33,6 @@ from danceba.dance_generation import (
     reconstruction_dances,
     sham_music_songs,
 )
-from danceba.data.aistpp import AistppLayout
-from danceba.data.windows import load_joints, read_sequence_index
-from danceba.evaluation import write_dance
-from danceba.export.video import render_dance_video
-from danceba.features.music import FRAMES_PER_TOKEN
-from danceba.generate_config import GenerateConfig
 from danceba.genres import sequence_genre
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae

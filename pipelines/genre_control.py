@@ -22,9 +22,9 @@ from danceba.ablation_markdown import interval_cell, markdown_table
 from danceba.ablation_report import describe_over_seeds
 from danceba.atomic import write_text_atomic
 from danceba.config import Params
-from danceba.dance_generation import genre_first_codes
 from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import music_beat_onehots
+from danceba.generation.dances import genre_first_codes
 from danceba.genre_classifier import accuracy, fit_genre_classifier
 from danceba.genre_control import genre_requests, measure_genre_control
 from danceba.genres import sequence_genre

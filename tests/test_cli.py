@@ -158,7 +158,7 @@ def test_generate_feeds_a_token_rhythm_gpt_the_rhythm_of_the_song_itself(
     models, songs, tmp_path: Path
 ) -> None:
     from danceba.features.rhythm import BEAT_AT_FRAME
-    from danceba.song import match_music_width, read_song
+    from danceba.generation.user_songs import match_music_width, read_song
 
     song = read_song(songs["wav"])
     (wide,) = match_music_width([song], 438 + 21)
@@ -257,16 +257,16 @@ def test_generate_refuses_bad_input_and_writes_nothing(models, songs, tmp_path, 
 
 
 def test_generate_rolls_back_when_a_later_write_fails(models, songs, tmp_path, monkeypatch, capsys):
-    import danceba.song
+    import danceba.generation.user_songs
 
-    real = danceba.song.write_song_outputs
+    real = danceba.generation.user_songs.write_song_outputs
 
     def fail_on_bvh(out, song, joints, formats, *rest):
         if "bvh" in formats:
             raise OSError(f"{out / song.name}.bvh: disk full")
         return real(out, song, joints, formats, *rest)
 
-    monkeypatch.setattr(danceba.song, "write_song_outputs", fail_on_bvh)
+    monkeypatch.setattr(danceba.generation.user_songs, "write_song_outputs", fail_on_bvh)
     out = tmp_path / "out"
     assert generate(models, [songs["wav"]], out, "--format", "npz,bvh") == 2
     assert "disk full" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import yaml
 
 from danceba.config import ConfigError, Params, load_params, section_as_dict
 from danceba.evaluation import EvaluateConfig
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
 from danceba.models.gpt_config import GPTConfig
 from danceba.strict_dataclass import annotation_problems
 from danceba.train.stage_configs import TrainGPTConfig

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from danceba.generate import (
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import (
     PAD_CODE,
     context_window,
     generate_codes,
@@ -16,7 +17,6 @@ from danceba.generate import (
     select_codes,
     trim_codes,
 )
-from danceba.generate_config import SamplingConfig
 from danceba.models.gpt import build_gpt
 from danceba.models.gpt_config import GPTConfig
 from danceba.models.incremental import IncrementalDecoder, new_position_terms
@@ -248,7 +248,7 @@ def test_a_large_repeat_penalty_never_repeats_and_zero_is_the_reference(decode):
 
 
 def test_the_generate_stage_passes_its_repeat_penalty_to_the_sampler():
-    from danceba.generate_config import GenerateConfig
+    from danceba.generation.config import GenerateConfig
 
     assert GenerateConfig(repeat_penalty=1.5).sampling().repeat_penalty == 1.5
     assert GenerateConfig().sampling() == SamplingConfig()  # the dataclass default is the reference sampler

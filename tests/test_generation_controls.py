@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from danceba.dance_generation import (
+from danceba.data.aistpp import music_tempo_bpm
+from danceba.floor import FLOOR_JOINT_HEIGHT_M
+from danceba.generation.dances import (
     Song,
     fit_length,
     music_derangement,
@@ -14,8 +16,6 @@ from danceba.dance_generation import (
     reconstruction_dances,
     sham_music_songs,
 )
-from danceba.data.aistpp import music_tempo_bpm
-from danceba.floor import FLOOR_JOINT_HEIGHT_M
 from danceba.models.vqvae import SepVQVAE, SepVQVAER
 from danceba.models.vqvae_config import VQVAEConfig
 

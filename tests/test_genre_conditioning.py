@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from danceba.data.windows import TokenWindows
-from danceba.generate import generate_codes
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import generate_codes
 from danceba.genres import ANY_GENRE, GENRE_CODES, N_GENRE_LABELS, genre_label, sequence_genre
 from danceba.models.gpt import build_gpt
 from danceba.train.gpt_training import batch_genre, drop_genre, gpt_loss, sham_music_windows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from danceba.dance_generation import Song
+from danceba.generation.dances import Song
 from danceba.genre_classifier import accuracy, fit_genre_classifier, motion_segments
 from danceba.genre_control import confusion, genre_requests, mean_joint_speed
 from pipelines.genre_control import format_markdown, summarise

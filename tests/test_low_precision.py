@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from danceba.generate import generate_codes, trim_codes
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import generate_codes, trim_codes
 from danceba.models.gpt import build_gpt
 from danceba.models.incremental import IncrementalDecoder
 from danceba.models.low_precision import KEPT_IN_FLOAT32, BFloat16Linear, bfloat16_weights

@@ -24,7 +24,7 @@ Where this equals the full forward: for causal models (Bailando stack; Danceba w
 ``pmmm`` ``parallel`` or ``none``) and ``k < window``, :meth:`IncrementalDecoder.step` returns the logits of
 the last position of the forward over times ``0..k`` (up to floating-point summation order). It differs
 (by design) when PRE is on (PRE is not causal: the forward recomputes every row from the whole window)
-and once ``k >= window`` (see ``danceba.generate``). ``pmmm="single"`` scans ``[music | up | down]`` in
+and once ``k >= window`` (see ``danceba.generation.sampler``). ``pmmm="single"`` scans ``[music | up | down]`` in
 sequence order, so a new time step cannot be appended to it: not supported here.
 """
 

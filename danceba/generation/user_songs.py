@@ -27,7 +27,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from danceba.dance_generation import Song, genre_first_codes
 from danceba.evaluation import write_dance
 from danceba.features.music import (
     CHROMA_OCTAVES_7P5FPS,
@@ -41,6 +40,7 @@ from danceba.features.music import (
     resample,
 )
 from danceba.features.rhythm import N_RHYTHM_FEATURES, token_condition
+from danceba.generation.dances import Song, genre_first_codes
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.train.checkpoint import CheckpointError
@@ -191,7 +191,7 @@ def first_codes(tokens: Path, genre: str | None, vocab: int) -> tuple[str, tuple
 def to_generation_songs(
     songs: Sequence[UserSong], first: tuple[int, int], genre: str | None = None
 ) -> list[Song]:
-    """The songs as ``danceba.dance_generation.Song`` (same first codes and genre for every song)."""
+    """The songs as ``danceba.generation.dances.Song`` (same first codes and genre for every song)."""
     return [Song(song.name, song.music_7p5fps, *first, genre=genre) for song in songs]
 
 

@@ -1,11 +1,12 @@
 """How dances are generated: the sampler's settings (:class:`SamplingConfig`, used by
-:func:`danceba.generate.generate_codes`) and the ``generate`` section of params.yaml
-(:class:`GenerateConfig`, run by :mod:`danceba.dance_generation`). Imports no torch, so the CLI can
+:func:`danceba.generation.sampler.generate_codes`) and the ``generate`` section of params.yaml
+(:class:`GenerateConfig`, run by :mod:`danceba.generation.dances`). Imports no torch, so the CLI can
 offer the choices without loading it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -51,20 +52,14 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
-    """``generate`` in params.yaml. ``top_k: 0`` means no top-k restriction."""
+class GenerateConfig(SamplingConfig):
+    """``generate`` in params.yaml: the sampler's settings (the fields of :class:`SamplingConfig`, one
+    definition) and the stage's own: the evaluated splits, songs per batch, and how many sample videos."""
 
     splits: tuple[SplitName, ...] = ("val", "test")
-    mode: Literal["greedy", "sample"] = "greedy"
-    temperature: PositiveFloat = 1.0
-    top_k: NonNegativeInt = 0
-    seed: NonNegativeInt = 0
-    decode: Literal["exact", "cached"] = "exact"
-    repeat_penalty: NonNegativeFloat = 0.0  # nats off the previous code's logit (0: the reference sampler)
     batch_size: PositiveInt = 16
     sample_videos: NonNegativeInt = 1  # MP4s (skeleton + music) of the first generated dances, for a look
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(
-            self.mode, self.temperature, self.top_k or None, self.seed, self.decode, self.repeat_penalty
-        )
+        """The sampler's part of the section."""
+        return SamplingConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SamplingConfig)})

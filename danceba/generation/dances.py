@@ -1,4 +1,4 @@
-"""From music to joints: GPT codes (``danceba.generate``) decoded by the VQ-VAE into 60 fps joints.
+"""From music to joints: GPT codes (``danceba.generation.sampler``) decoded by the VQ-VAE into 60 fps joints.
 
 Evaluation mode follows the reference: greedy top-1, the first up/down code taken from the
 ground-truth dance (the tokens of the window starting at frame 0), the song's 7.5 fps features without
@@ -27,8 +27,8 @@ import torch
 
 from danceba.data.aistpp import FPS, music_tempo_bpm
 from danceba.floor import place_on_floor
-from danceba.generate import generate_codes, trim_codes
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
+from danceba.generation.sampler import generate_codes, trim_codes
 from danceba.genres import genre_label
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER

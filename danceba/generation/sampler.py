@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from danceba.generate_config import SamplingConfig
+from danceba.generation.config import SamplingConfig
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.incremental import IncrementalDecoder
 from danceba.models.low_precision import bfloat16_weights
