@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import yaml
 
+from danceba.nested import flatten
 from pipelines.dvc_graph import covers
-from tests.project_files import ROOT
+from tests.project_files import ROOT, stage_argv
 
 
 def _leaves(tree: dict, prefix: str = "") -> set[str]:
-    out = set()
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        out |= _leaves(value, f"{name}.") if isinstance(value, dict) else {name}
-    return out
+    return set(flatten(tree, prefix))
 
 
 def _stages() -> dict:
@@ -71,3 +71,26 @@ def test_the_chain_is_connected() -> None:
         for dep in stage["deps"]:
             if dep.startswith("data/"):
                 assert dep in produced, f"{name} depends on {dep}, which no stage produces"
+
+
+def test_stage_argv_is_the_command_dvc_runs_with_the_test_s_paths(tmp_path: Path) -> None:
+    where = {
+        "params.yaml": tmp_path / "p.yaml",
+        "data/joints.parquet": tmp_path / "j",
+        "data/sequences.parquet": tmp_path / "s",
+        "data/gt_features.parquet": tmp_path / "g",
+    }
+    argv = stage_argv("gt_features", where)
+    assert argv == [
+        "--params",
+        str(tmp_path / "p.yaml"),
+        "--joints",
+        str(tmp_path / "j"),
+        "--sequences",
+        str(tmp_path / "s"),
+        "--out",
+        str(tmp_path / "g"),
+    ]
+    del where["data/sequences.parquet"]
+    with pytest.raises(KeyError, match=r"gt_features needs \['data/sequences.parquet'\]"):
+        stage_argv("gt_features", where)

@@ -20,7 +20,7 @@ from danceba.features.rhythm import token_condition
 from danceba.train.gpt_training import load_gpt
 from danceba.train.vqvae_training import load_vqvae
 from pipelines import evaluate, generate, genre_control, gt_features, tokenize, train_gpt, train_vqvae
-from tests.project_files import EMBEDDED_PARAMS
+from tests.project_files import EMBEDDED_PARAMS, stage_argv
 
 L_BINS = 16
 
@@ -90,125 +90,30 @@ def models(chain: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> 
         "token_music": tmp / "token_music.parquet",
     }
     write_condition_table(chain, p["params"], p["music"])
-    common = ["--params", str(p["params"])]
-    assert (
-        train_vqvae.main(
-            [
-                *common,
-                "--joints",
-                str(chain["joints"]),
-                "--sequences",
-                str(chain["sequences"]),
-                "--runs",
-                str(tmp / "runs_vq"),
-                "--model-out",
-                str(p["vqvae"]),
-                "--reports",
-                str(p["reports"] / "vq"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        tokenize.main(
-            [
-                *common,
-                "--vqvae",
-                str(p["vqvae"]),
-                "--joints",
-                str(chain["joints"]),
-                "--sequences",
-                str(chain["sequences"]),
-                "--music-60fps",
-                str(chain["music60"]),
-                "--music",
-                str(p["music"]),
-                "--out",
-                str(p["tokens"]),
-                "--token-music",
-                str(p["token_music"]),
-                "--summary",
-                str(tmp / "tokens.json"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        train_gpt.main(
-            [
-                *common,
-                "--tokens",
-                str(p["tokens"]),
-                "--music",
-                str(p["token_music"]),
-                "--runs",
-                str(tmp / "runs_gpt"),
-                "--model-out",
-                str(p["gpt"]),
-                "--reports",
-                str(p["reports"] / "gpt"),
-            ]
-        )
-        == 0
-    )
-    assert (
-        generate.main(
-            [
-                *common,
-                "--gpt",
-                str(p["gpt"]),
-                "--vqvae",
-                str(p["vqvae"]),
-                "--tokens",
-                str(p["tokens"]),
-                "--sequences",
-                str(chain["sequences"]),
-                "--music",
-                str(p["music"]),
-                "--joints",
-                str(chain["joints"]),
-                "--raw",
-                str(chain["raw"]),
-                "--out",
-                str(p["generated"]),
-            ]
-        )
-        == 0
-    )
-    assert (
-        gt_features.main(
-            [
-                *common,
-                "--joints",
-                str(chain["joints"]),
-                "--sequences",
-                str(chain["sequences"]),
-                "--out",
-                str(p["gt"]),
-            ]
-        )
-        == 0
-    )
-    assert (
-        evaluate.main(
-            [
-                *common,
-                "--joints",
-                str(chain["joints"]),
-                "--sequences",
-                str(chain["sequences"]),
-                "--gt-features",
-                str(p["gt"]),
-                "--music-60fps",
-                str(chain["music60"]),
-                "--generated",
-                str(p["generated"]),
-                "--out-dir",
-                str(p["reports"]),
-            ]
-        )
-        == 0
-    )
+    # dvc.yaml's path of every stage argument -> where this test keeps it
+    where = {
+        "params.yaml": p["params"],
+        "data/raw": chain["raw"],
+        "data/joints.parquet": chain["joints"],
+        "data/sequences.parquet": chain["sequences"],
+        "data/music_features_60fps.parquet": chain["music60"],
+        "data/music_features_7p5fps.parquet": p["music"],
+        "checkpoints/vqvae": tmp / "runs_vq",
+        "data/models/vqvae.pt": p["vqvae"],
+        "reports/train_vqvae": p["reports"] / "vq",
+        "data/tokens.parquet": p["tokens"],
+        "data/token_music.parquet": p["token_music"],
+        "reports/tokens.json": tmp / "tokens.json",
+        "checkpoints/gpt": tmp / "runs_gpt",
+        "data/models/gpt.pt": p["gpt"],
+        "reports/train_gpt": p["reports"] / "gpt",
+        "data/generated": p["generated"],
+        "data/gt_features.parquet": p["gt"],
+        "reports": p["reports"],
+    }
+    for stage in (train_vqvae, tokenize, train_gpt, generate, gt_features, evaluate):
+        name = stage.__name__.removeprefix("pipelines.")
+        assert stage.main(stage_argv(name, where)) == 0, name
     return p
 
 
