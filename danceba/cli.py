@@ -178,9 +178,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from danceba import tables
     from danceba.atomic import write_text_atomic
+    from danceba.evaluate_config import EvaluateConfig
     from danceba.evaluation import (
         PROTOCOL_CARD_KEY,
-        EvaluateConfig,
         evaluation_report,
         gt_feature_sequences,
         read_dance_folder,

@@ -16,15 +16,15 @@ from typing import Any, Literal
 import yaml
 
 from danceba.data.data_config import DataConfig
-from danceba.evaluation import EvaluateConfig
+from danceba.evaluate_config import EvaluateConfig
 from danceba.generation.config import GenerateConfig
-from danceba.html_report import ReportConfig
 from danceba.params_checks import (
     consistency_problems,
     derivation_problems,
     derived_gpt_fields,
     written_derived_fields,
 )
+from danceba.report_config import ReportConfig
 from danceba.strict_dataclass import (
     ConfigError,
     PositiveInt,

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -38,8 +37,10 @@ from tqdm import tqdm
 from danceba import tables
 from danceba.atomic import atomic_path
 from danceba.bootstrap import bootstrap_circular_mean, bootstrap_indices, bootstrap_mean, percentile_interval
+from danceba.data.aistpp import FPS
+from danceba.evaluate_config import EvaluateConfig
+from danceba.features.columns import BEAT_COLUMN
 from danceba.features.motion import extract_motion_features, motion_protocol
-from danceba.features.music import BEAT_COLUMN
 from danceba.metrics import (
     compute_metrics,
     frechet_distance,
@@ -49,17 +50,7 @@ from danceba.metrics import (
 )
 from danceba.physical_metrics import PHYSICAL_METRICS, physical_scores
 from danceba.rhythm_metrics import RHYTHM_METRICS, rhythm_scores
-from danceba.strict_dataclass import (
-    Bounds,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    SplitName,
-    check_annotations,
-)
 
-FPS = 60  # of the joints and of the 60 fps music features
 METRIC_NAMES = ("fid_k", "fid_g", "div_k", "div_g", "bas")  # the paper's five
 PAPER_DANCEBA = {"fid_k": 11.67, "fid_g": 11.90, "div_k": 8.52, "div_g": 7.55, "bas": 0.2714}
 PAPER_GROUND_TRUTH = {"fid_k": 17.10, "fid_g": 10.60, "div_k": 8.19, "div_g": 7.45, "bas": 0.2374}
@@ -80,51 +71,6 @@ class Dance:
     name: str
     joints: np.ndarray
     music_id: str
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """``evaluate`` in params.yaml.
-
-    protocols: reported side by side; splits: the evaluated pieces (and the test-only FID reference);
-    baseline_seed: seeds the mismatched-music pairing and the jitter / still noise; plot_pieces: beat
-    plots of the first model dances. chance_shifts / chance_min_shift_s: the circular shifts BAS chance
-    averages over, and how close to 0 (seconds) a shift may not come. bootstrap / fid_bootstrap:
-    resamples of the pieces for the per-piece metrics' and for the FIDs' intervals (FID is recomputed per
-    resample, hence fewer; 0 = no FID interval); bootstrap_seed seeds them; ci_level is the interval's
-    coverage. contact_height_m: foot skating's contact threshold above each foot joint's lowest height;
-    pfc_fps: the rate PFC is computed at (EDGE's 30). jitter_noise_m / still_noise_m: the white noise
-    (metres, per coordinate and frame) of the ``jitter`` and ``still`` control rows.
-    """
-
-    protocols: tuple[Literal["bailando", "corrected"], ...] = ("bailando", "corrected")
-    splits: tuple[SplitName, ...] = ("val", "test")
-    baseline_seed: NonNegativeInt = 0
-    plot_pieces: NonNegativeInt = 3
-    chance_shifts: PositiveInt = 16
-    chance_min_shift_s: NonNegativeFloat = 1.0
-    bootstrap: PositiveInt = 1000
-    fid_bootstrap: NonNegativeInt = 100
-    bootstrap_seed: NonNegativeInt = 0
-    ci_level: Annotated[float, Bounds(low=0, high=1, open_low=True, open_high=True)] = 0.95
-    contact_height_m: PositiveFloat = 0.05
-    pfc_fps: PositiveInt = 30
-    jitter_noise_m: PositiveFloat = 0.01
-    still_noise_m: PositiveFloat = 0.0001
-
-    def __post_init__(self) -> None:
-        if not self.protocols:
-            raise ValueError("evaluate.protocols: at least one protocol")
-        for name in self.protocols:
-            motion_protocol(name), metric_protocol(name)  # unknown names raise ValueError
-        check_annotations(self, "evaluate")
-        if self.pfc_fps > FPS or FPS % self.pfc_fps:
-            raise ValueError(f"evaluate.pfc_fps: must be a divisor of {FPS}, got {self.pfc_fps!r}")
-
-    @property
-    def min_shift_frames(self) -> int:
-        """``chance_min_shift_s`` in 60 fps frames."""
-        return round(self.chance_min_shift_s * FPS)
 
 
 # ----------------------------------------------------------------------------------------------

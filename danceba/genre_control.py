@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from danceba.data.aistpp import FPS
-from danceba.evaluation import EvaluateConfig
+from danceba.evaluate_config import EvaluateConfig
 from danceba.generation.config import SamplingConfig
 from danceba.generation.dances import Song, generate_dances
 from danceba.genre_classifier import GenreClassifier, accuracy

@@ -30,14 +30,13 @@ import os
 import re
 import wave
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
 from danceba import viewer
-from danceba.strict_dataclass import PositiveInt
+from danceba.report_config import ReportConfig
 
 MODULES_ID, EMBEDDED_ID = "danceba-modules", "danceba-embedded"  # player.js reads #danceba-embedded
 MAIN_MODULE = "danceba/player.js"
@@ -78,20 +77,6 @@ BOOTSTRAP_JS = """
   Object.assign(document.getElementById('message'), { textContent: `the player did not start: ${error}`, hidden: false });
 });
 """
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """``report`` in params.yaml: the ``rows`` of ``data/generated`` drawn beside the ground truth (the
-    first row chooses the pieces), ``pieces`` pieces (one per song), the music resampled to ``audio_rate_hz``."""
-
-    rows: tuple[str, ...] = ("model", "random_codes")
-    pieces: PositiveInt = 3
-    audio_rate_hz: PositiveInt = 11025
-
-    def __post_init__(self) -> None:
-        if not self.rows:
-            raise ValueError("report.rows: name at least one folder of data/generated")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from danceba import tables
 from danceba.data.windows import read_sequence_index
-from danceba.features.music import FRAMES_PER_TOKEN
+from danceba.features.columns import FRAMES_PER_TOKEN
 from danceba.features.tempo_augment import (
     stretch_frames,
     stretched_condition,

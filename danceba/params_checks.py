@@ -26,10 +26,8 @@ import os
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from danceba.features.music import FRAMES_PER_TOKEN, N_BAILANDO_FEATURES
-from danceba.features.rhythm import N_RHYTHM_FEATURES
+from danceba.features.columns import FRAMES_PER_TOKEN, N_BAILANDO_FEATURES, N_EDGE_FEATURES, N_RHYTHM_FEATURES
 
-N_EDGE_FEATURES = 35
 BYTES_PER_TRAINED_PARAMETER = 16  # fp32 weights, gradients and Adam's two moments
 
 # train_gpt.model fields the loader derives, and what each follows (the message when one is written).

@@ -12,7 +12,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from danceba.evaluation import FPS, REFERENCE_SETS, Dance, EvaluateConfig
+from danceba.data.aistpp import FPS
+from danceba.evaluate_config import EvaluateConfig
+from danceba.evaluation import REFERENCE_SETS, Dance
 from danceba.features.motion import motion_protocol
 from danceba.metrics import metric_protocol
 

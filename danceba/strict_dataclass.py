@@ -177,8 +177,10 @@ def _value_problems(value: Any, tp: Any, key: str) -> list[str]:
             for i, (v, a) in enumerate(zip(value, args, strict=True))
             for p in _value_problems(v, a, f"{key}[{i}]")
         ]
-    if tp in (int, float) and isinstance(value, bool):
+    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         return [f"{key}: expected a number, got {value!r}"]
+    if tp in (str, bool) and not isinstance(value, tp):
+        return [f"{key}: expected {'true/false' if tp is bool else 'a string'}, got {value!r}"]
     if tp is int and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
         return [f"{key}: expected int, got {value!r}"]
     if tp is float and isinstance(value, numbers.Real) and not math.isfinite(value):

@@ -24,10 +24,10 @@ from danceba.atomic import write_text_atomic
 from danceba.config import Params
 from danceba.control_rows import half_beat_late_dances, jitter_dances, mismatched_dances, still_dances
 from danceba.data.windows import load_joints, sequences_in_splits
+from danceba.evaluate_config import EvaluateConfig
 from danceba.evaluation import (
     PROTOCOL_CARD_KEY,
     Dance,
-    EvaluateConfig,
     evaluation_report,
     gt_feature_sequences,
     music_beat_onehots,

@@ -23,7 +23,7 @@ from danceba.data.aistpp import AistppLayout
 from danceba.data.windows import load_joints, read_sequence_index
 from danceba.evaluation import write_dance
 from danceba.export.video import render_dance_video
-from danceba.features.music import FRAMES_PER_TOKEN
+from danceba.features.columns import FRAMES_PER_TOKEN
 from danceba.generation.config import GenerateConfig
 from danceba.generation.dances import (
     Song,

@@ -21,7 +21,8 @@ from danceba.cli import main
 from danceba.evaluation import write_dance, write_gt_features
 from danceba.export.bvh import read_bvh
 from danceba.export.video import probe_media
-from danceba.features.music import BEAT_COLUMN, HOP_LENGTH, SAMPLE_RATE_7P5FPS
+from danceba.features.columns import BEAT_COLUMN
+from danceba.features.music import HOP_LENGTH, SAMPLE_RATE_7P5FPS
 from danceba.lineage import LineageLink, ProducerRun
 from danceba.models.gpt import build_gpt
 from danceba.models.gpt_config import GPTConfig
@@ -157,7 +158,7 @@ def test_generate_writes_npz_and_bvh_named_after_each_song(models, songs, tmp_pa
 def test_generate_feeds_a_token_rhythm_gpt_the_rhythm_of_the_song_itself(
     models, songs, tmp_path: Path
 ) -> None:
-    from danceba.features.rhythm import BEAT_AT_FRAME
+    from danceba.features.columns import BEAT_AT_FRAME
     from danceba.generation.user_songs import match_music_width, read_song
 
     song = read_song(songs["wav"])

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from danceba.config import ConfigError, Params, load_params, section_as_dict
-from danceba.evaluation import EvaluateConfig
+from danceba.evaluate_config import EvaluateConfig
 from danceba.generation.config import SamplingConfig
 from danceba.models.gpt_config import GPTConfig
 from danceba.strict_dataclass import annotation_problems
@@ -129,6 +129,9 @@ def test_params_survive_dvc_rewriting_them(tmp_path: Path) -> None:
         (lambda: GPTConfig(embd_pdrop=1.0), "GPTConfig.embd_pdrop: expected a value >= 0 and < 1"),
         (lambda: TrainConfig(max_steps=2.5), "train.max_steps: expected int, got 2.5"),
         (lambda: TrainConfig(seed=True), "train.seed: expected a number, got True"),
+        (lambda: TrainConfig(max_steps="10"), "train.max_steps: expected a number, got '10'"),
+        (lambda: TrainConfig(deterministic="yes"), "train.deterministic: expected true/false, got 'yes'"),
+        (lambda: TrainConfig(best_metric=3), "train.best_metric: expected a string, got 3"),
         (lambda: OptimConfig(lr=float("inf")), "optim.lr: expected a finite number, got inf"),
         (lambda: OptimConfig(betas=(0.9, 1.0)), "optim.betas[1]: expected a value >= 0 and < 1"),
         (lambda: OptimConfig(betas=(0.9,)), "optim.betas: expected 2 items, got 1"),

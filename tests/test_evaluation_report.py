@@ -13,19 +13,19 @@ import pytest
 
 from danceba import tables
 from danceba.control_rows import half_beat_late_dances, jitter_dances, still_dances
+from danceba.evaluate_config import EvaluateConfig
 from danceba.evaluation import (
     CI_HIGH,
     CI_LOW,
     PIECE_METRICS,
     PROTOCOL_CARD_KEY,
     Dance,
-    EvaluateConfig,
     evaluation_report,
     music_beat_onehots,
     read_gt_features,
     write_gt_features,
 )
-from danceba.features.music import BEAT_COLUMN
+from danceba.features.columns import BEAT_COLUMN
 from danceba.metrics_markdown import markdown_table, music_verdict
 from danceba.motion.skeleton import forward_kinematics
 from danceba.protocol_card import protocol_card
@@ -202,7 +202,9 @@ def test_config_validation_names_the_key() -> None:
         EvaluateConfig(pfc_fps=25)
     with pytest.raises(ValueError, match=r"evaluate\.ci_level"):
         EvaluateConfig(ci_level=1.5)
-    with pytest.raises(ValueError, match=r"unknown (metric|motion feature) protocol"):
+    with pytest.raises(
+        ValueError, match=r"evaluate\.protocols\[0\]: expected one of \['bailando', 'corrected'\]"
+    ):
         EvaluateConfig(protocols=("edge",))
     assert EvaluateConfig(chance_min_shift_s=0.5).min_shift_frames == 30
 

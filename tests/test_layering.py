@@ -101,12 +101,13 @@ def test_the_data_layer_does_not_import_the_configuration_or_the_models() -> Non
 
 
 @pytest.mark.parametrize("config", ["params.yaml", "configs/paper.yaml", "configs/scale.yaml"])
-def test_loading_the_params_imports_no_torch(config: str) -> None:
+def test_loading_the_params_imports_no_torch_nor_audio_or_table_libraries(config: str) -> None:
     code = (
         "import sys; from danceba.config import load_params; "
         f"params = load_params({str(ROOT / config)!r}); "
         "assert params.train_gpt.model.vocab_up == params.train_vqvae.model.l_bins; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'mambapy', 'numba')))"
+        "heavy = ('torch', 'mambapy', 'numba', 'librosa', 'scipy', 'pandas', 'pyarrow'); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,16 +8,11 @@ import pytest
 import scipy.ndimage
 import soundfile
 
-from danceba.features import music
+from danceba.features import columns, music
+from danceba.features.columns import BEAT_COLUMN, CHROMA, MFCC, MFCC_DELTA, ONSET_ENVELOPE, TEMPOGRAM
 from danceba.features.music import (
-    BEAT_COLUMN,
-    CHROMA,
-    MFCC,
-    MFCC_DELTA,
-    ONSET_ENVELOPE,
     SAMPLE_RATE_7P5FPS,
     SAMPLE_RATE_60FPS,
-    TEMPOGRAM,
     MusicInputError,
     bailando_features,
     beat_frames,
@@ -200,9 +195,9 @@ def test_edge_35d_shape_layout_and_beats():
     audio = click_track(120, sample_rate)
     features = edge_features(audio, sample_rate, fps, bpm_hint=120)
     assert features.shape == (1 + audio.size // 512, 35) and features.dtype == np.float32
-    for column in (music.EDGE_ONSET_PEAK, music.EDGE_BEAT):
+    for column in (columns.EDGE_ONSET_PEAK, columns.EDGE_BEAT):
         assert set(np.unique(features[:, column])) == {0.0, 1.0}
-    steps = np.diff(np.flatnonzero(features[:, music.EDGE_BEAT])[1:-1])
+    steps = np.diff(np.flatnonzero(features[:, columns.EDGE_BEAT])[1:-1])
     assert np.all(np.abs(steps - 15) <= 1)  # 0.5 s at 30 fps
     assert edge_features(audio, sample_rate, fps).shape == features.shape  # tempo estimated
     with pytest.raises(ValueError, match="whole number"):

@@ -13,7 +13,7 @@ import pytest
 
 from danceba import tables
 from danceba.config import MusicFeaturesConfig
-from danceba.features.music import BEAT_COLUMN
+from danceba.features.columns import BEAT_COLUMN
 from pipelines import joints, music_features
 from tests.conftest import TINY
 from tests.project_files import EMBEDDED_PARAMS

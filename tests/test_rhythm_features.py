@@ -7,17 +7,15 @@ import pytest
 import torch
 
 from danceba.data.windows import TokenWindows
-from danceba.features.music import BEAT_COLUMN, ONSET_ENVELOPE
-from danceba.features.rhythm import (
+from danceba.features.columns import (
     BEAT_AT_FRAME,
+    BEAT_COLUMN,
     BEAT_PERIOD,
     ONSET_AT_FRAME,
+    ONSET_ENVELOPE,
     PHASE_SIN_COS,
-    beat_phase,
-    token_condition,
-    token_rhythm_features,
-    with_token_rhythm,
 )
+from danceba.features.rhythm import beat_phase, token_condition, token_rhythm_features, with_token_rhythm
 from danceba.models.gpt import build_gpt
 from danceba.train.gpt_training import music_statistics, sham_music_windows
 from tests.tiny_models import TINY_GPT

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from danceba.features.columns import BEAT_COLUMN, BEAT_PERIOD, N_BAILANDO_FEATURES, ONSET_ENVELOPE
 from danceba.features.motion import motion_beats
-from danceba.features.music import BEAT_COLUMN, N_BAILANDO_FEATURES, ONSET_ENVELOPE
-from danceba.features.rhythm import BEAT_PERIOD, token_rhythm_features
+from danceba.features.rhythm import token_rhythm_features
 from danceba.features.tempo_augment import (
     stretch_frames,
     stretch_music_frames,

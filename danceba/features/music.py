@@ -38,30 +38,20 @@ import numpy as np
 import scipy.ndimage
 import soundfile
 
+from danceba.features.columns import (
+    BEAT_COLUMN,
+    FRAMES_PER_TOKEN,
+    N_BAILANDO_FEATURES,
+)
+
 HOP_LENGTH = 512
 N_FFT = 2048  # librosa's default STFT size, used by every Bailando stage
 SAMPLE_RATE_60FPS = 60 * HOP_LENGTH  # 30720
-FRAMES_PER_TOKEN = 8  # 60 fps motion frames per 7.5 fps music frame: one motion token (VQ-VAE code)
 SAMPLE_RATE_7P5FPS = SAMPLE_RATE_60FPS // FRAMES_PER_TOKEN  # 3840
 CHROMA_OCTAVES_60FPS = 7
 CHROMA_OCTAVES_7P5FPS = 5
 HPSS_KERNEL = 31  # librosa.decompose.hpss default
 SILENCE_PEAK = 1e-4  # -80 dBFS: a track whose loudest sample is below this is "silent"
-
-MFCC = slice(0, 20)
-MFCC_DELTA = slice(20, 40)
-CHROMA = slice(40, 52)
-ONSET_ENVELOPE = 52
-BEAT_COLUMN = 53
-TEMPOGRAM = slice(54, 438)
-N_BAILANDO_FEATURES = 438
-
-EDGE_ONSET_ENVELOPE = 0
-EDGE_MFCC = slice(1, 21)
-EDGE_CHROMA_CENS = slice(21, 33)
-EDGE_ONSET_PEAK = 33
-EDGE_BEAT = 34
-N_EDGE_FEATURES = 35
 
 
 class MusicInputError(ValueError):

@@ -25,13 +25,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from danceba.features.music import BEAT_COLUMN, FRAMES_PER_TOKEN, ONSET_ENVELOPE
+from danceba.features.columns import (
+    BEAT_AT_FRAME,
+    BEAT_COLUMN,
+    BEAT_PERIOD,
+    FRAMES_PER_TOKEN,
+    N_RHYTHM_FEATURES,
+    ONSET_AT_FRAME,
+    ONSET_ENVELOPE,
+    PHASE_SIN_COS,
+)
 
-BEAT_AT_FRAME = slice(0, 8)
-PHASE_SIN_COS = slice(8, 12)
-BEAT_PERIOD = 12
-ONSET_AT_FRAME = slice(13, 21)
-N_RHYTHM_FEATURES = 21
 MOTION_FPS = 60.0
 
 

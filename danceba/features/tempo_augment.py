@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from danceba.features.music import BEAT_COLUMN, N_BAILANDO_FEATURES
+from danceba.features.columns import BEAT_COLUMN, N_BAILANDO_FEATURES
 from danceba.features.rhythm import token_condition
 
 

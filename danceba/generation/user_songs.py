@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 import torch
 
 from danceba.evaluation import write_dance
+from danceba.features.columns import N_BAILANDO_FEATURES, N_RHYTHM_FEATURES
 from danceba.features.music import (
     CHROMA_OCTAVES_7P5FPS,
     CHROMA_OCTAVES_60FPS,
-    N_BAILANDO_FEATURES,
     SAMPLE_RATE_7P5FPS,
     SAMPLE_RATE_60FPS,
     MusicInputError,
@@ -39,7 +39,7 @@ from danceba.features.music import (
     read_audio,
     resample,
 )
-from danceba.features.rhythm import N_RHYTHM_FEATURES, token_condition
+from danceba.features.rhythm import token_condition
 from danceba.generation.dances import Song, genre_first_codes
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER

@@ -44,9 +44,10 @@ Initialisation and the mapping of official checkpoints are in ``danceba.models.g
    up and down rows. Default: each stream is cropped to its own ``t`` frames. Same result at
    ``t == block_size``.
 
-Incremental decoding is left open: attention takes the mask as an argument (a KV cache per stream can be
-added beside it) and the Mamba layers expose ``init_state``/``step``. The official PRE looks at the whole
-window, so exact replay of the official sampler re-runs the window at each step.
+Cached decoding runs the same blocks one time step at a time (their ``cache`` argument: a
+:class:`~danceba.models.attention.KVCache` per attention block, the Mamba states per PMMM block; the loop
+is :mod:`danceba.models.incremental`). The official PRE looks at the whole window, so exact replay of the
+official sampler re-runs the window at each step.
 """
 
 from __future__ import annotations
