@@ -16,7 +16,7 @@ from danceba.config import MusicFeaturesConfig
 from danceba.features.columns import BEAT_COLUMN
 from pipelines import joints, music_features
 from tests.conftest import TINY
-from tests.project_files import EMBEDDED_PARAMS
+from tests.project_files import EMBEDDED_PARAMS, stage_argv
 
 
 def test_joints_table_schema_and_values(chain: dict[str, Path]) -> None:
@@ -79,20 +79,14 @@ def test_corrupt_motion_stops_the_stage_and_keeps_outputs(chain: dict[str, Path]
     project = tmp_path / "project"  # a stage tracks into mlflow.db beside its params file
     project.mkdir()
     shutil.copy(EMBEDDED_PARAMS, project / "params.yaml")
-    code = joints.main(
-        [
-            "--raw",
-            str(raw),
-            "--joints",
-            str(out),
-            "--sequences",
-            str(tmp_path / "s.parquet"),
-            "--summary",
-            str(tmp_path / "d.json"),
-            "--params",
-            str(project / "params.yaml"),
-        ]
-    )
+    where = {
+        "params.yaml": project / "params.yaml",
+        "data/raw": raw,
+        "data/joints.parquet": out,
+        "data/sequences.parquet": tmp_path / "s.parquet",
+        "reports/dataset.json": tmp_path / "d.json",
+    }
+    code = joints.main(stage_argv("joints", where))
     assert code == 1
     assert out.read_bytes() == b"previous output"
     assert not (tmp_path / "s.parquet").exists()

@@ -267,10 +267,15 @@ def test_genre_control_measures_a_conditioned_gpt_against_the_unconditioned_one(
     conditioned_params = tmp_path / "params.yaml"
     conditioned_params.write_text(yaml.safe_dump(params))
     conditioned = tmp_path / "gpt_genre.pt"
-    train_argv = ["--params", str(conditioned_params), "--tokens", str(models["tokens"])]
-    train_argv += ["--music", str(models["token_music"]), "--runs", str(tmp_path / "runs")]
-    train_argv += ["--model-out", str(conditioned), "--reports", str(tmp_path / "reports_gpt")]
-    trained = train_gpt.main(train_argv)
+    where = {
+        "params.yaml": conditioned_params,
+        "data/tokens.parquet": models["tokens"],
+        "data/token_music.parquet": models["token_music"],
+        "checkpoints/gpt": tmp_path / "runs",
+        "data/models/gpt.pt": conditioned,
+        "reports/train_gpt": tmp_path / "reports_gpt",
+    }
+    trained = train_gpt.main(stage_argv("train_gpt", where))
     assert trained == 0 and load_gpt(conditioned).config.genre_conditioning
     out = tmp_path / "genre"
     argv = ["--params", str(models["params"]), "--conditioned", str(conditioned)]
