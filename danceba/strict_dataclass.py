@@ -97,6 +97,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ConfigError as error:
                 errors.append(str(error))
+        if len(errors) == 1:  # ``X | None``: why the value is not an X
+            raise ConfigError(errors[0])
         raise ConfigError(f"{key}: {value!r} matches none of {_type_name(tp)}")
     if origin is tuple:
         if not isinstance(value, list | tuple):
@@ -112,11 +114,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected true/false, got {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers too
             raise ConfigError(f"{key}: expected int, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{key}: expected float, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
@@ -130,62 +132,23 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def annotation_problems(instance: Any, section: str | None = None) -> list[str]:
     """The fields of a dataclass built directly (not by :func:`build_dataclass`) whose value breaks the
-    rules its annotation writes: a choice outside a ``Literal``, a number outside its :class:`Bounds`,
-    a float that is not finite, a bool where a number belongs (elements of ``tuple[X, ...]`` too).
-
-    The same annotations drive :func:`build_dataclass`, so each rule is written once, in the field;
-    a ``__post_init__`` calls this and adds only the checks that relate several fields. Messages name
-    ``section.field`` (the class name when ``section`` is None).
+    rules its annotation writes: the same checks :func:`build_dataclass` makes of YAML (choices, bounds,
+    types, finite floats, tuple elements), so each rule is written once, in the field; a
+    ``__post_init__`` calls this and adds only the checks that relate several fields. Nested sections
+    check themselves. Messages name ``section.field`` (the class name when ``section`` is None).
     """
     hints = typing.get_type_hints(type(instance), include_extras=True)
     problems = []
     for f in dataclasses.fields(instance):
-        key = f"{section or type(instance).__name__}.{f.name}"
-        problems += _value_problems(getattr(instance, f.name), hints[f.name], key)
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        try:
+            _coerce(
+                getattr(instance, f.name), hints[f.name], f"{section or type(instance).__name__}.{f.name}"
+            )
+        except ConfigError as error:
+            problems += error.problems
     return problems
-
-
-def _value_problems(value: Any, tp: Any, key: str) -> list[str]:
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        base, *extras = typing.get_args(tp)
-        if found := _value_problems(value, base, key):
-            return found
-        return [
-            f"{key}: {problem}"
-            for bounds in extras
-            if isinstance(bounds, Bounds) and isinstance(value, numbers.Real)
-            if (problem := bounds.problem(value)) is not None
-        ]
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        return [] if value in allowed else [f"{key}: expected one of {list(allowed)}, got {value!r}"]
-    if origin in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(tp) if option is not type(None)]
-        if value is None and len(options) < len(typing.get_args(tp)):
-            return []
-        found = [_value_problems(value, option, key) for option in options]
-        return [] if any(not f for f in found) else found[0]
-    if origin is tuple and isinstance(value, tuple):
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return [p for i, v in enumerate(value) for p in _value_problems(v, args[0], f"{key}[{i}]")]
-        if len(args) != len(value):
-            return [f"{key}: expected {len(args)} items, got {len(value)}"]
-        return [
-            p
-            for i, (v, a) in enumerate(zip(value, args, strict=True))
-            for p in _value_problems(v, a, f"{key}[{i}]")
-        ]
-    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        return [f"{key}: expected a number, got {value!r}"]
-    if tp in (str, bool) and not isinstance(value, tp):
-        return [f"{key}: expected {'true/false' if tp is bool else 'a string'}, got {value!r}"]
-    if tp is int and isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return [f"{key}: expected int, got {value!r}"]
-    if tp is float and isinstance(value, numbers.Real) and not math.isfinite(value):
-        return [f"{key}: expected a finite number, got {value!r}"]
-    return []
 
 
 def check_annotations(instance: Any, section: str | None = None) -> None:
