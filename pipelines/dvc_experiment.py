@@ -1,18 +1,29 @@
-"""One DVC experiment in a temporary copy of the workspace, safe to run several at once.
+"""One DVC experiment in a private clone of the workspace, safe to run several at once.
 
 ``python -m pipelines.dvc_experiment --name seed-3 --set train_gpt.train.seed=3 --metrics
-reports/metrics.json --result out.json`` does what ``dvc exp run --temp -S ... --name seed-3`` does
-(the same DVC code path: stash the workspace with the overrides, reproduce in
-``.dvc/tmp/exps/standalone/``, commit the experiment under ``refs/exps/``), then writes
-``{"rev": <experiment commit>, "metrics": <metrics file of that commit>}`` to ``--result``.
+reports/metrics.json --result out.json`` gives what ``dvc exp run --temp -S ... --name seed-3`` gives
+(an experiment commit under ``refs/exps/`` of the project, its outputs in the project's DVC cache), then
+writes ``{"rev": <experiment commit>, "metrics": <metrics file of that commit>}`` to ``--result``.
 
-Why not the ``dvc`` command line: in DVC 3.67.1 concurrent ``dvc exp run --temp`` processes share one
-git stash. Measured on 2 cores, 2 of 8 processes started 4 at a time failed with "Unable to acquire
-lock" (``dvc --wait-for-lock`` fixes that), and (from DVC's code: ``WorkspaceQueue.reproduce`` loops
-until the stash is empty) a process that finishes its experiment pops the next entry of the shared
-stash, which can be another process's just-queued experiment. This module: 12 of 12 experiments
-started 4 at a time ran with their own overrides. Here each experiment gets its
-own stash ref and waits for DVC's locks. Kept free of Prefect so each seed's process starts fast.
+Why not ``dvc exp run --temp``: in DVC 3.67.1 concurrent ``--temp`` runs share one git stash. Measured on
+2 cores, 2 of 8 processes started 4 at a time failed with "Unable to acquire lock", and (from DVC's code:
+``WorkspaceQueue.reproduce`` loops until the stash is empty) a process that finishes its experiment pops
+the next entry of the shared stash, which can be another process's just-queued experiment. Nor
+a git worktree: DVC's run-time refs (``refs/exps/exec/*``) would be shared between worktrees.
+
+So each experiment gets a clone of its own, driven only by DVC's command line:
+
+1. ``git clone --local`` of the project, at its ``HEAD``, with the workspace's uncommitted changes
+   (tracked and untracked, not ignored: what ``--temp`` stashes) copied in;
+2. the clone's DVC cache is the project's (``dvc cache dir --local``), so ``dvc checkout`` brings the
+   upstream outputs without running them and the experiment's outputs land where the project reads them;
+3. ``dvc exp run --name NAME -S ...`` in the clone (a workspace experiment: nothing shared);
+4. its metrics are read with ``dvc.api.metrics_show`` from the clone's workspace, which holds the
+   experiment's outputs;
+5. ``dvc exp push --force --no-cache origin NAME`` puts the experiment commit into the project,
+   replacing an earlier experiment of the same name on the same commit.
+
+Kept free of Prefect so each seed's process starts fast.
 """
 
 from __future__ import annotations
@@ -21,15 +32,116 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from danceba.atomic import write_text_atomic
 
-STASH_REF_PREFIX = "refs/danceba-exp-stash"
 CALLER_PYTHONPATH = "DANCEBA_CALLER_PYTHONPATH"
+CLONE_PREFIX = "danceba-exp-"
+
+
+class ExperimentFailed(RuntimeError):
+    """A git or DVC command of the experiment exited non-zero (its output is above)."""
+
+
+def _run(label: str, args: Sequence[str], cwd: Path, capture: bool = False) -> str:
+    """Run ``args`` (called ``label`` in errors) in ``cwd``; stdout when ``capture``, else its output passed through to ours.
+
+    A non-zero exit raises :class:`ExperimentFailed` with the command's last ``ERROR`` line (DVC's
+    "failed to reproduce 'train': ..."), or its last line of stderr when captured.
+    """
+    if capture:
+        done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
+        output, last = done.stdout, (done.stderr.strip().splitlines() or [""])[-1]
+    else:
+        done, last = _pass_through(args, cwd)
+        output = ""
+    if done.returncode != 0:
+        said = f": {last.removeprefix('ERROR: ')}" if last else ""
+        raise ExperimentFailed(f"{label} exited {done.returncode}{said}")
+    return output
+
+
+def _pass_through(args: Sequence[str], cwd: Path) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``args`` with stdout and stderr copied to our stdout; the finished process, its last ERROR line."""
+    last_error = ""
+    with subprocess.Popen(
+        list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.startswith("ERROR"):
+                last_error = line.strip()
+    return subprocess.CompletedProcess(args, process.returncode), last_error
+
+
+def _git(cwd: Path, *args: str, capture: bool = True) -> str:
+    return _run(f"git {args[0]}", ["git", *args], cwd, capture)
+
+
+def _dvc(cwd: Path, *args: str, capture: bool = False) -> str:
+    return _run(f"dvc {' '.join(args[:2])}", [sys.executable, "-m", "dvc", *args], cwd, capture)
+
+
+def clone_workspace(project_root: Path, clone: Path) -> None:
+    """``clone``: the project's ``HEAD`` with the workspace's uncommitted, not ignored changes applied."""
+    head = _git(project_root, "rev-parse", "HEAD").strip()
+    _git(clone.parent, "clone", "--quiet", "--local", "--no-checkout", str(project_root), str(clone))
+    _git(clone, "checkout", "--quiet", "--detach", head)
+    diff = _git(project_root, "diff", "HEAD", "--binary")
+    if diff:
+        subprocess.run(["git", "apply", "--binary", "-"], cwd=clone, input=diff, text=True, check=True)
+    untracked = _git(project_root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+    for relative in filter(None, untracked):
+        target = clone / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project_root / relative, target)
+
+
+def share_dvc_cache(project_root: Path, clone: Path) -> None:
+    """The clone's DVC config: the project's local config (remotes, ...) and the project's cache."""
+    local_config = project_root / ".dvc" / "config.local"
+    if local_config.exists():
+        shutil.copy2(local_config, clone / ".dvc" / "config.local")
+    cache = _dvc(project_root, "cache", "dir", capture=True).strip()
+    _dvc(clone, "cache", "dir", "--local", cache)
+
+
+def experiment_rev(clone: Path, name: str) -> str:
+    """The commit of the clone's one experiment, ``name`` (a fresh clone has no other)."""
+    revs = _dvc(clone, "exp", "list", "--sha-only", capture=True).split()
+    if len(revs) != 1:
+        raise ExperimentFailed(f"experiment {name}: the clone lists {len(revs)} experiments, expected 1")
+    return revs[0]
+
+
+def read_metrics(clone: Path, metrics_file: str, extra: Mapping[str, str]) -> dict[str, Any]:
+    """``metrics_file`` of the clone's workspace (the experiment's outputs, as committed), with each of
+    ``extra``'s files (the present ones) under its key."""
+    import dvc.api
+
+    def show(path: str) -> dict[str, Any]:
+        with contextlib.chdir(clone):  # DVC resolves a target against the working directory
+            return dvc.api.metrics_show(path, repo=os.fspath(clone))
+
+    try:
+        metrics = show(metrics_file)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{metrics_file}: not an output of the experiment ({error})") from None
+    for key, path in extra.items():
+        if key in metrics:
+            raise ValueError(f"{metrics_file} already has a key {key!r}: cannot add {path} under it")
+        with contextlib.suppress(FileNotFoundError):  # not an output of this experiment
+            metrics[key] = show(path)
+    return metrics
 
 
 def run_experiment(
@@ -42,39 +154,21 @@ def run_experiment(
     """Run experiment ``name`` with the ``-S`` style ``overrides``; ``{"rev", "metrics"}``.
 
     An earlier experiment of the same name on the same commit is replaced. ``metrics_file``: the
-    metrics output (relative to the root) read back from the experiment's commit (git or DVC cache).
+    metrics output (relative to the root), as the experiment wrote it.
     ``extra_metrics``: ``{key: file}`` of other metrics outputs, each added to the metrics under its key
     when the experiment has it (e.g. ``{"train_gpt": "reports/train_gpt/metrics.json"}``).
     """
-    from dvc.repo import Repo
-    from dvc.repo.experiments.queue.tempdir import TempDirQueue
-    from dvc.repo.experiments.refs import ExpRefInfo
-
-    # DVC resolves the -S params file against the working directory: work from the project root.
-    with contextlib.chdir(project_root), Repo(os.fspath(project_root), _wait_for_lock=True) as repo:
-        experiments = repo.experiments
-        # DVC's --temp queue is a cached property sharing one stash between processes; ours is ours alone.
-        experiments.__dict__["tempdir_queue"] = TempDirQueue(repo, f"{STASH_REF_PREFIX}/{name}")
-        old = str(ExpRefInfo(baseline_sha=repo.scm.get_rev(), name=name))
-        if repo.scm.get_ref(old):
-            repo.scm.remove_ref(old)
-        results = experiments.run(params=list(overrides), name=name, tmp_dir=True)
-        if len(results) != 1:
-            raise RuntimeError(f"experiment {name}: DVC reported {len(results)} results, expected 1")
-        rev = next(iter(results))
-        extra = dict(extra_metrics or {})
-        shown = repo.metrics.show(targets=[metrics_file, *extra.values()], revs=[rev]).get(rev, {})
-        files = shown.get("data", {})
-        entry = files.get(metrics_file, {})
-        if "data" not in entry:
-            raise FileNotFoundError(f"{metrics_file}: not in experiment {name} ({entry.get('error', shown)})")
-        metrics = dict(entry["data"])
-        for key, path in extra.items():
-            if key in metrics:
-                raise ValueError(f"{metrics_file} already has a key {key!r}: cannot add {path} under it")
-            if "data" in files.get(path, {}):
-                metrics[key] = files[path]["data"]
-        return {"rev": rev, "metrics": metrics}
+    root = project_root.resolve()
+    with tempfile.TemporaryDirectory(prefix=f"{CLONE_PREFIX}{name}-") as scratch:
+        clone = Path(scratch) / root.name
+        clone_workspace(root, clone)
+        share_dvc_cache(root, clone)
+        _dvc(clone, "checkout", "--quiet", "--allow-missing")
+        _dvc(clone, "exp", "run", "--name", name, *(f"--set-param={o}" for o in overrides))
+        rev = experiment_rev(clone, name)
+        metrics = read_metrics(clone, metrics_file, dict(extra_metrics or {}))
+        _dvc(clone, "exp", "push", "--force", "--no-cache", "origin", name)
+    return {"rev": rev, "metrics": metrics}
 
 
 def command(
@@ -120,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run_experiment(args.project.resolve(), args.name, args.overrides, args.metrics, extra)
-    except (DvcException, RuntimeError, FileNotFoundError, ValueError) as error:
+    except (DvcException, ExperimentFailed, FileNotFoundError, ValueError) as error:
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         print(f"ERROR: experiment {args.name}: {error}{cause}", file=sys.stderr)
         return 1

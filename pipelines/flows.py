@@ -31,7 +31,7 @@ Stage commands find this interpreter's ``python`` (its folder is put first on ``
 :data:`pipelines.sweep_flow.SEED_PARAMS` among their
 params, plus everything downstream of them (here ``train_gpt``, ``generate``, ``evaluate``). The
 other (upstream) stages run once, first, in the workspace (as in ``reproduce``); then every seed is a
-DVC experiment (``seed-<s>``, every seed key set to ``s``) run in its own temporary copy, where DVC
+DVC experiment (``seed-<s>``, every seed key set to ``s``) run in its own clone of the workspace, where DVC
 restores the upstream outputs from the shared cache and re-runs only the seed-dependent stages. Each
 seed is a Prefect task (at most ``jobs`` at once, retried ``seed_retries`` times) and an MLflow child
 run of the sweep's parent run, and the DVC stages of that experiment nest under it. Each seed leaves
@@ -54,8 +54,9 @@ over seeds of every metric, per variant) and ``reports/ablation.md`` (:mod:`danc
 Parallel DVC experiments (DVC 3.67.1): concurrent ``dvc exp run --temp`` processes share one git
 stash; measured on 2 cores, 2 of 8 processes started 4 at a time failed with "Unable to acquire lock",
 and (from DVC's code) a finishing process pops the next entry of the shared stash, which may be
-another process's experiment. So each seed runs :mod:`pipelines.dvc_experiment`: the same DVC code path as
-``dvc exp run --temp -S <seed keys>=<s> --name seed-<s>``, with a stash of its own. (``dvc exp run
+another process's experiment. So each seed runs :mod:`pipelines.dvc_experiment`: DVC's public command
+line in a private clone of the workspace that shares the project's DVC cache (``dvc exp run -S <seed
+keys>=<s> --name seed-<s>`` there, then ``dvc exp push`` of the result into the project). (``dvc exp run
 --queue`` + ``dvc queue start --jobs N`` is parallel too, but in detached Celery workers that Prefect
 cannot schedule, limit or retry.)
 
