@@ -27,7 +27,7 @@ from danceba.config import load_params
 from danceba.generation.config import PRECISIONS
 from danceba.generation.dances import batch_codes
 from danceba.generation.sampler import trim_codes
-from danceba.train.gpt_training import load_gpt
+from danceba.trainers.gpt import load_gpt
 from pipelines.generate import test_songs
 
 MODES = [(decode, precision) for precision in PRECISIONS for decode in ("exact", "cached")]  # reference first

@@ -276,7 +276,7 @@ def _gpt_config(stack: str, config_from: Path | None, faithful: bool, official=N
 def run_convert(args: argparse.Namespace) -> int:
     from danceba.models.gpt import build_gpt
     from danceba.models.gpt_weights import official_state_dict
-    from danceba.train.gpt_training import export_gpt
+    from danceba.trainers.gpt import export_gpt
 
     if args.out.exists() and not args.force:
         raise UsageError(f"{args.out}: exists; pass --force to replace it")

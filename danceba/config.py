@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 
@@ -33,9 +33,9 @@ from danceba.strict_dataclass import (
 )
 from danceba.strict_yaml import load_strict_yaml
 from danceba.tokenize_config import TokenizeConfig
-from danceba.train.stage_configs import TrainGPTConfig, TrainVQVAEConfig
+from danceba.trainers.configs import TrainGPTConfig, TrainVQVAEConfig
 
-__all__ = ["ConfigError", "Params", "build_dataclass", "load_params", "section_as_dict"]
+__all__ = ["ConfigError", "Params", "build_dataclass", "load_params"]
 
 # ----------------------------------------------------------------------------------------------
 # Sections
@@ -164,16 +164,3 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     return f"{problem} (line {mark.line + 1})" if mark is not None and "line" not in problem else problem
-
-
-def section_as_dict(section: Any) -> dict[str, Any]:
-    """A config section as a plain nested dict (tuples become lists), e.g. for logging."""
-    return yaml.safe_load(yaml.safe_dump(_to_plain(dataclasses.asdict(section))))
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
-    return value

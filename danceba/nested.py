@@ -1,6 +1,6 @@
-"""Nested values made flat, and files made into digests: the one dotted-key flattener and the one file
-hasher the package uses (metrics, params, checkpoint configs, MLflow values; run identities, downloads).
-Standard library only."""
+"""Nested values made plain or flat, and files made into digests: the one dataclass-to-plain-data
+converter, the one dotted-key flattener and the one file hasher the package uses (params sections,
+metrics, checkpoint configs, MLflow values; run identities, downloads). Standard library only."""
 
 from __future__ import annotations
 
@@ -10,6 +10,23 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+
+def to_plain_config(value: Any, where: str = "config") -> Any:
+    """A dataclass / mapping / sequence as nested dicts and lists of str, int, float, bool, None.
+
+    Anything else raises ``TypeError`` naming where it sits (``where`` is the root's name)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_plain_config(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain_config(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    raise TypeError(
+        f"{where}: {type(value).__name__} is not a plain config value (str, int, float, bool, None)"
+    )
 
 
 def flatten(value: Mapping[str, Any] | Any, prefix: str = "") -> dict[str, Any]:

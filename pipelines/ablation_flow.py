@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -28,6 +27,7 @@ from pipelines.sweep_flow import (
     SEED_PARAMS,
     current_fingerprint,
     fitting_jobs,
+    project_param,
     run_seed_runs,
     split_stages,
 )
@@ -114,22 +114,13 @@ def ablation(
             fingerprints,
             keys,
             wall_time_s=time.monotonic() - started,
-            data_source=params_value(root, "data.source"),
+            data_source=str(project_param(root, "data.source") or ""),
         )
         ran = {(run.variant, run.seed) for run in runs}
         report["skipped"] = {v.name: [s for s in seed_list if (v.name, s) not in ran] for v in chosen}
         json_path, md_path = write_ablation_reports(reports_root, report)
         log_ablation_summary(parent, report, json_path, md_path)
     return report
-
-
-def params_value(project_root: Path, dotted_key: str) -> str:
-    """A value of the project's params.yaml as text ("" when the file or the key is missing)."""
-    path = project_root / "params.yaml"
-    node: Any = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
-    for part in dotted_key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return "" if node is None else str(node)
 
 
 def write_ablation_reports(reports_dir: Path, report: Mapping[str, Any]) -> tuple[Path, Path]:

@@ -34,8 +34,8 @@ from danceba.generation.dances import (
     sham_music_songs,
 )
 from danceba.genres import sequence_genre
-from danceba.train.gpt_training import load_gpt
-from danceba.train.vqvae_training import load_vqvae
+from danceba.trainers.gpt import load_gpt
+from danceba.trainers.vqvae import load_vqvae
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 

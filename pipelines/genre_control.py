@@ -28,8 +28,8 @@ from danceba.generation.dances import genre_first_codes
 from danceba.genre_classifier import accuracy, fit_genre_classifier
 from danceba.genre_control import genre_requests, measure_genre_control
 from danceba.genres import sequence_genre
-from danceba.train.gpt_training import load_gpt
-from danceba.train.vqvae_training import load_vqvae
+from danceba.trainers.gpt import load_gpt
+from danceba.trainers.vqvae import load_vqvae
 from pipelines.generate import test_songs
 from pipelines.stage import exit_with, log, run_stage, stage_parser
 

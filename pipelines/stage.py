@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from danceba.config import Params, load_params
+from danceba.nested import to_plain_config
 from danceba.progress import configure_logging
 
 log = logging.getLogger("danceba")
@@ -84,7 +85,6 @@ def tracked(
 
     The project root (store location, dvc.lock) is the folder of ``--params``.
     """
-    from danceba.config import section_as_dict
     from danceba.tracking import NullStageRun, stage_run
 
     if not is_main_process():
@@ -92,7 +92,7 @@ def tracked(
     params_path = Path(args.params).resolve()
     return stage_run(
         stage,
-        section_as_dict(section),
+        to_plain_config(section, stage),
         inputs=list(inputs),
         outputs=list(outputs),
         seed=seed,

@@ -171,6 +171,18 @@ def run_windowed(
     return states
 
 
+def project_param(project_root: Path, dotted_key: str) -> Any:
+    """A value of the project's ``params.yaml`` (``None`` when the file or the key is missing).
+
+    Read as plain YAML, not through ``danceba.config``: the flows run any DVC project's stages (the
+    tests' tiny projects have params of their own)."""
+    path = project_root / "params.yaml"
+    node: Any = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    for part in dotted_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def fitting_jobs(project_root: Path, jobs: int | None) -> int:
     """Experiments at once: ``jobs``, or as many as the cores hold at ``compute.threads`` each.
 
@@ -178,8 +190,7 @@ def fitting_jobs(project_root: Path, jobs: int | None) -> int:
     experiments share cores by running fewer at once, not by changing the thread count: 2 jobs x 2
     threads on 2 cores ran each GPT 4x slower than one alone. More than fit is allowed, with a warning.
     """
-    params = yaml.safe_load((project_root / "params.yaml").read_text(encoding="utf-8")) or {}
-    threads = int((params.get("compute") or {}).get("threads", 1))  # a project without the key: 1
+    threads = int(project_param(project_root, "compute.threads") or 1)  # a project without the key: 1
     cores = os.cpu_count() or 1
     if jobs is None:
         return max(1, cores // threads)

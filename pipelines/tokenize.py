@@ -11,7 +11,7 @@ from pathlib import Path
 from danceba.atomic import write_text_atomic
 from danceba.config import Params
 from danceba.motion_tokens import write_tokens
-from danceba.train.vqvae_training import load_vqvae
+from danceba.trainers.vqvae import load_vqvae
 from pipelines.stage import exit_with, log, run_stage, stage_parser, tracked
 
 

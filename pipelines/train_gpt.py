@@ -15,7 +15,7 @@ from danceba.atomic import write_text_atomic
 from danceba.config import Params
 from danceba.nested import number_leaves
 from danceba.tracking_models import gpt_signature
-from danceba.train.gpt_training import export_gpt, train_gpt
+from danceba.trainers.gpt import export_gpt, train_gpt
 from pipelines.stage import (
     exit_with,
     export_provenance,

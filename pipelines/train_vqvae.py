@@ -16,7 +16,7 @@ from danceba.atomic import write_text_atomic
 from danceba.config import Params
 from danceba.nested import number_leaves
 from danceba.tracking_models import vqvae_signature
-from danceba.train.vqvae_training import export_vqvae, train_vqvae
+from danceba.trainers.vqvae import export_vqvae, train_vqvae
 from pipelines.stage import (
     exit_with,
     export_provenance,

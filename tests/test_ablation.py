@@ -20,7 +20,8 @@ from danceba.ablation import (
 )
 from danceba.ablation_markdown import format_ablation_markdown, format_duration, interval_cell
 from danceba.ablation_report import ablation_report, describe_over_seeds, t_interval
-from danceba.config import ConfigError, load_params, section_as_dict
+from danceba.config import ConfigError, load_params
+from danceba.nested import to_plain_config
 from danceba.sweep import SeedRecord, write_seed_record
 from pipelines.dvc_graph import covers
 from tests.project_files import EMBEDDED_PARAMS, ROOT
@@ -65,8 +66,8 @@ def test_each_variant_survives_dvc_rewriting_params(tmp_path: Path, variant: Var
         assert params.generate.decode == "exact"  # even though this params.yaml said cached
     untouched = {k.rsplit(".", 1)[-1] for k in EXPECTED[variant.name]} | {"seed", "decode"}
     for section in ("train_vqvae", "tokenize", "evaluate"):
-        assert section_as_dict(getattr(params, section)) == section_as_dict(getattr(original, section))
-    model, base = section_as_dict(params.train_gpt.model), section_as_dict(original.train_gpt.model)
+        assert to_plain_config(getattr(params, section)) == to_plain_config(getattr(original, section))
+    model, base = to_plain_config(params.train_gpt.model), to_plain_config(original.train_gpt.model)
     assert {k: v for k, v in model.items() if k not in untouched} == {
         k: v for k, v in base.items() if k not in untouched
     }

@@ -30,8 +30,8 @@ from danceba.models.vqvae import SepVQVAE, SepVQVAER
 from danceba.models.vqvae_config import VQVAEConfig
 from danceba.motion.skeleton import forward_kinematics
 from danceba.train.checkpoint import load_weights_only
-from danceba.train.gpt_training import export_gpt, load_gpt
-from danceba.train.vqvae_training import export_vqvae
+from danceba.trainers.gpt import export_gpt, load_gpt
+from danceba.trainers.vqvae import export_vqvae
 from tests.project_files import ROOT
 
 SR = 22050

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import yaml
 
-from danceba.config import ConfigError, Params, load_params, section_as_dict
+from danceba.config import ConfigError, Params, load_params
 from danceba.evaluate_config import EvaluateConfig
 from danceba.generation.config import SamplingConfig
 from danceba.models.gpt_config import GPTConfig
+from danceba.nested import to_plain_config
 from danceba.strict_dataclass import annotation_problems
-from danceba.train.stage_configs import TrainGPTConfig
 from danceba.train.train_config import OptimConfig, TrainConfig
+from danceba.trainers.configs import TrainGPTConfig
 from tests.project_files import EMBEDDED_PARAMS, ROOT
 
 
@@ -47,7 +48,7 @@ def test_every_default_section_is_written_in_params_yaml(path: Path) -> None:
     """params.yaml and every named configuration spell out every key, so `dvc params diff` shows every
     change."""
     raw = yaml.safe_load(path.read_text())
-    defaults = section_as_dict(Params())
+    defaults = to_plain_config(Params())
     assert set(raw) == set(defaults)
     for name, section in defaults.items():
         assert set(raw[name]) == set(section), name
@@ -112,8 +113,8 @@ def test_params_survive_dvc_rewriting_them(tmp_path: Path) -> None:
     rewritten = load_params(path)
     original = load_params(EMBEDDED_PARAMS)
     assert rewritten.train_gpt.train.seed == 7
-    assert section_as_dict(rewritten.train_vqvae) == section_as_dict(original.train_vqvae)
-    assert section_as_dict(rewritten.train_gpt.model) == section_as_dict(original.train_gpt.model)
+    assert to_plain_config(rewritten.train_vqvae) == to_plain_config(original.train_vqvae)
+    assert to_plain_config(rewritten.train_gpt.model) == to_plain_config(original.train_gpt.model)
 
 
 # ----------------------------------------------------------------------------------------------

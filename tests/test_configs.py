@@ -10,10 +10,11 @@ import pytest
 import torch
 import yaml
 
-from danceba.config import ConfigError, Params, load_params, section_as_dict
+from danceba.config import ConfigError, Params, load_params
 from danceba.configs import available_configs, current_config, use_config
 from danceba.models.gpt import parameter_counts
 from danceba.models.vqvae import SepVQVAE, count_parameters
+from danceba.nested import to_plain_config
 from danceba.params_checks import DERIVED_GPT_FIELDS
 from tests.project_files import ROOT
 
@@ -39,7 +40,7 @@ def paper() -> Params:
 def test_both_configs_load_strictly_and_spell_out_every_key_but_the_derived() -> None:
     assert {"embedded", "paper", "scale"} <= set(available_configs(ROOT))
     derived = {f"train_gpt.model.{name}" for name in DERIVED_GPT_FIELDS}
-    every_key = _keys(section_as_dict(Params())) - derived
+    every_key = _keys(to_plain_config(Params())) - derived
     for name in ("embedded", "paper", "scale"):
         assert isinstance(load_params(ROOT / "configs" / f"{name}.yaml"), Params)
         assert _keys(_raw(name)) == every_key, name

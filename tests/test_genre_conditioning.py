@@ -13,7 +13,7 @@ from danceba.generation.config import SamplingConfig
 from danceba.generation.sampler import generate_codes
 from danceba.genres import ANY_GENRE, GENRE_CODES, N_GENRE_LABELS, genre_label, sequence_genre
 from danceba.models.gpt import build_gpt
-from danceba.train.gpt_training import batch_genre, drop_genre, gpt_loss, sham_music_windows
+from danceba.trainers.gpt import batch_genre, drop_genre, gpt_loss, sham_music_windows
 from tests.tiny_models import BLOCK, N_MUSIC, TINY_GPT, VOCAB
 
 CONDITIONED = dataclasses.replace(TINY_GPT, genre_conditioning=True, pre=False)  # causal: cached = exact

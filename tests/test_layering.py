@@ -100,6 +100,16 @@ def test_the_data_layer_does_not_import_the_configuration_or_the_models() -> Non
             assert not {m for m in imported if m == "danceba.config" or m.startswith("danceba.train")}, name
 
 
+def test_the_training_loop_imports_no_model_or_domain_code() -> None:
+    """``danceba.train`` is the generic loop; the VQ-VAE and GPT recipes are ``danceba.trainers``."""
+    graph = import_graph()
+    generic = [name for name in graph if name.startswith("danceba.train.")]
+    assert "danceba.train.loop" in generic and "danceba.trainers.gpt" in graph
+    allowed = ("danceba.train.", "danceba.nested", "danceba.atomic", "danceba.strict_dataclass")
+    for name in generic:
+        assert all(m.startswith(allowed) for m in graph[name]), (name, sorted(graph[name]))
+
+
 @pytest.mark.parametrize("config", ["params.yaml", "configs/paper.yaml", "configs/scale.yaml"])
 def test_loading_the_params_imports_no_torch_nor_audio_or_table_libraries(config: str) -> None:
     code = (

@@ -17,8 +17,8 @@ from danceba import tables
 from danceba.config import load_params
 from danceba.evaluation import read_dance_folder
 from danceba.features.rhythm import token_condition
-from danceba.train.gpt_training import load_gpt
-from danceba.train.vqvae_training import load_vqvae
+from danceba.trainers.gpt import load_gpt
+from danceba.trainers.vqvae import load_vqvae
 from pipelines import evaluate, generate, genre_control, gt_features, tokenize, train_gpt, train_vqvae
 from tests.project_files import EMBEDDED_PARAMS, stage_argv
 

@@ -17,7 +17,7 @@ from danceba.features.columns import (
 )
 from danceba.features.rhythm import beat_phase, token_condition, token_rhythm_features, with_token_rhythm
 from danceba.models.gpt import build_gpt
-from danceba.train.gpt_training import music_statistics, sham_music_windows
+from danceba.trainers.gpt import music_statistics, sham_music_windows
 from tests.tiny_models import TINY_GPT
 
 

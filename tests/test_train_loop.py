@@ -468,7 +468,7 @@ def test_seed_everything_seeds_all_generators_and_offsets_by_rank(monkeypatch) -
 
 def test_run_folder_digest_ignores_what_a_resume_may_change() -> None:
     from danceba.train.checkpoint import config_digest
-    from danceba.train.stage_configs import TrainGPTConfig
+    from danceba.trainers.configs import TrainGPTConfig
 
     base = TrainGPTConfig()
     longer = dataclasses.replace(base, train=dataclasses.replace(base.train, max_steps=99, device="cpu"))

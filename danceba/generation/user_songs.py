@@ -44,8 +44,8 @@ from danceba.generation.dances import Song, genre_first_codes
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.vqvae import SepVQVAER
 from danceba.train.checkpoint import CheckpointError
-from danceba.train.gpt_training import load_gpt
-from danceba.train.vqvae_training import load_vqvae
+from danceba.trainers.gpt import load_gpt
+from danceba.trainers.vqvae import load_vqvae
 
 MIN_SECONDS = 2.0  # shortest song we dance to: 15 generated codes, 128 motion frames
 FORMATS = ("npz", "bvh", "mp4")

@@ -12,7 +12,6 @@ refused (never silently overwritten) unless the caller asks to resume anyway.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 
 from danceba.atomic import atomic_path
-from danceba.nested import flatten
+from danceba.nested import flatten, to_plain_config
 from danceba.train.train_config import RESUMABLE_CHANGES
 
 log = logging.getLogger(__name__)
@@ -49,21 +48,6 @@ def last_checkpoint_path(out_dir: str | Path) -> Path:
 
 def best_checkpoint_path(out_dir: str | Path, metric: str) -> Path:
     return Path(out_dir) / f"best_{metric}.pt"
-
-
-def to_plain_config(value: Any, where: str = "config") -> Any:
-    """A dataclass / mapping / sequence as nested dicts and lists of str, int, float, bool, None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): to_plain_config(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_plain_config(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str | int | float | bool | type(None)):
-        return value
-    raise TypeError(
-        f"{where}: {type(value).__name__} is not a plain config value (str, int, float, bool, None)"
-    )
 
 
 def _check_plain(value: Any, where: str) -> None:

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import torch
 
+from danceba.nested import to_plain_config
 from danceba.strict_dataclass import build_dataclass
-from danceba.train.checkpoint import load_checkpoint, save_checkpoint, to_plain_config
+from danceba.train.checkpoint import load_checkpoint, save_checkpoint
 
 ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 

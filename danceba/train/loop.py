@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from danceba.nested import to_plain_config
 from danceba.train.batches import as_dataset, batch_iterator, to_device
 from danceba.train.best_metric import BestMetric
 from danceba.train.checkpoint import (
@@ -42,7 +43,6 @@ from danceba.train.checkpoint import (
     last_checkpoint_path,
     load_checkpoint,
     save_checkpoint,
-    to_plain_config,
 )
 from danceba.train.distributed import (
     DistributedContext,

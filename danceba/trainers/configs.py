@@ -1,6 +1,6 @@
 """The two training stages' sections of params.yaml: ``train_vqvae`` (:class:`TrainVQVAEConfig`, run by
-:mod:`danceba.train.vqvae_training`) and ``train_gpt`` (:class:`TrainGPTConfig`, run by
-:mod:`danceba.train.gpt_training`). Imports no torch, so that loading ``params.yaml`` does not either.
+:mod:`danceba.trainers.vqvae`) and ``train_gpt`` (:class:`TrainGPTConfig`, run by
+:mod:`danceba.trainers.gpt`). Imports no torch, so that loading ``params.yaml`` does not either.
 """
 
 from __future__ import annotations

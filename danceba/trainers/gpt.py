@@ -24,19 +24,18 @@ from danceba.genres import ANY_GENRE, genre_label, sequence_genre
 from danceba.models.gpt import CrossCondGPT, build_gpt
 from danceba.models.gpt_config import GPTConfig
 from danceba.motion_tokens import read_tokens, token_arrays
-from danceba.nested import file_digest
+from danceba.nested import file_digest, to_plain_config
 from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
     load_checkpoint,
-    to_plain_config,
 )
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.seeding import seed_everything
-from danceba.train.stage_configs import TrainGPTConfig
+from danceba.trainers.configs import TrainGPTConfig
 
 log = logging.getLogger(__name__)
 

@@ -28,20 +28,19 @@ from danceba.motion.bailando_layout import (
     with_root_velocity,
     zero_root,
 )
-from danceba.nested import file_digest
+from danceba.nested import file_digest, to_plain_config
 from danceba.provenance import code_digest
 from danceba.train.checkpoint import (
     best_checkpoint_path,
     config_digest,
     load_checkpoint,
-    to_plain_config,
 )
 from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.seeding import seed_everything
-from danceba.train.stage_configs import TrainVQVAEConfig, VQVAEPhaseConfig
 from danceba.train.train_config import TrainConfig
+from danceba.trainers.configs import TrainVQVAEConfig, VQVAEPhaseConfig
 
 log = logging.getLogger(__name__)
 
