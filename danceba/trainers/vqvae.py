@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from danceba.data.windows import load_joints, motion_windows, sequences_in_splits
+from danceba.data.windows import MotionWindows, load_joints, motion_windows, sequences_in_splits
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, count_parameters, vqvae_loss_fn
 from danceba.models.vqvae_config import VQVAEConfig
 from danceba.motion.bailando_layout import (
@@ -120,7 +120,7 @@ def train_vqvae(
         "VQ-VAE run folder %s (%d train / %d held-out sequences)", run_dir, len(train_names), len(eval_names)
     )
 
-    windows1 = motion_windows(train_joints, config.stage1.window, config.stage1.stride)
+    windows1 = MotionWindows(train_joints, config.stage1.window, config.stage1.stride)
     eval1 = motion_windows(eval_joints, config.stage1.window, config.stage1.window)
     seed_everything(config.stage1.train.seed, config.stage1.train.deterministic)  # initial weights
     model1 = SepVQVAE(config.model)
@@ -128,7 +128,7 @@ def train_vqvae(
     result1 = train(
         model1,
         vqvae_loss_fn,
-        (torch.from_numpy(windows1),),
+        windows1,
         _phase_train_config(config.stage1),
         config.stage1.optim,
         run_dir / "stage1",
@@ -142,12 +142,11 @@ def train_vqvae(
     seed_everything(config.stage2.train.seed, config.stage2.train.deterministic)  # root decoder's init
     model2 = SepVQVAER(config.model)
     model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
-    windows2 = motion_windows(train_joints, config.stage2.window, config.stage2.stride)
-    train_data = (with_root_velocity(torch.from_numpy(windows2)),)
+    windows2 = MotionWindows(train_joints, config.stage2.window, config.stage2.stride, root_velocity=True)
     result2 = train(
         model2,
         vqvae_loss_fn,
-        train_data,
+        windows2,
         _phase_train_config(config.stage2),
         config.stage2.optim,
         run_dir / "stage2",
