@@ -88,12 +88,15 @@ bench: setup
 
 # AIST++ scale (configs/scale.yaml) in a temporary folder: fetch, joints, music_features, gt_features, evaluate stage by stage
 # (seconds, peak memory), and tokenize at the paper's VQ-VAE size on TOKENIZE_LIMIT sequences (0 = all),
-# extrapolated to all. FRACTION=0.05 for a quick look (bench/bench_scale.py).
+# extrapolated to all, and train_vqvae at the paper's size for VQVAE_STEPS steps per phase (0 = skip).
+# FRACTION=0.05 for a quick look (bench/bench_scale.py).
 FRACTION ?= 1
 TOKENIZE_LIMIT ?= 50
+VQVAE_STEPS ?= 3
 bench-scale: setup
 	mkdir -p bench/out
-	$(BIN)/python -m bench.bench_scale --fraction $(FRACTION) --tokenize --tokenize-limit $(TOKENIZE_LIMIT) --out bench/out/scale.json
+	$(BIN)/python -m bench.bench_scale --fraction $(FRACTION) --tokenize --tokenize-limit $(TOKENIZE_LIMIT) \
+		--train-vqvae-steps $(VQVAE_STEPS) --out bench/out/scale.json
 
 # One prepared GPU check (bench/gpu_check.py: parity of every CUDA path, paper-size steps, generation, a
 # short training run; one JSON). For a CUDA machine with PyTorch and Triton and no network: no venv, the

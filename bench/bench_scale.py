@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.bench_scale --out bench/out/scale.json                      # full scale
     .venv/bin/python -m bench.bench_scale --fraction 0.05 --out /tmp/scale.json           # a quick look
     .venv/bin/python -m bench.bench_scale --tokenize --tokenize-limit 100 --out ...       # + paper tokenize
+    .venv/bin/python -m bench.bench_scale --train-vqvae-steps 3 --out ...                 # + paper VQ-VAE
 
 In a temporary project folder (``--workdir`` to keep one): ``params.yaml`` = ``configs/scale.yaml``
 (``--fraction`` scales its dataset, ``--threads`` sets ``compute.threads``), then every stage's command
@@ -22,6 +23,11 @@ parameters, untrained, seeded codebook; the paper's tokenize section: stride 8, 
 apart from the total. ``--tokenize-limit N`` tokenizes the first N sequences of its splits only and
 extrapolates to all of them from the measured windows per second (process start and model load
 included, so the extrapolation errs long).
+
+``--train-vqvae-steps N``: the ``train_vqvae`` stage at the paper's size (``configs/paper.yaml``'s
+section: 240-frame windows, stride 40 in phase 1 and 8 in phase 2) for N steps per phase, validated on
+``--eval-windows`` held-out windows at the end of each: its time and peak memory, beside what an array of
+every training window would take (the stage cuts windows on demand: ``data/windows.MotionWindows``).
 
 ``--fraction F`` (for quick runs and the test): F of the training and no-split sequences and of the
 ignore-list entries, and round(10 F) genres (at least 2, so that evaluate can pair other music); val and
@@ -229,12 +235,53 @@ def run_tokenize(workdir: Path, params: dict, limit: int) -> dict:
     }
 
 
+def paper_vqvae_section(steps: int, eval_windows: int) -> dict:
+    """``configs/paper.yaml``'s ``train_vqvae`` for ``steps`` steps per phase, one validation at the end."""
+    section = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text(encoding="utf-8"))["train_vqvae"]
+    for phase in ("stage1", "stage2"):
+        train = section[phase]["train"]
+        train.update(max_steps=steps, log_every=1, eval_every=steps, checkpoint_every=steps)
+        section[phase]["optim"]["milestones"] = []
+    section["max_eval_windows"] = eval_windows
+    return section
+
+
+def run_train_vqvae(workdir: Path, params: dict, steps: int, eval_windows: int) -> dict:
+    """The train_vqvae stage at the paper's size for ``steps`` steps per phase (module docstring)."""
+    section = paper_vqvae_section(steps, eval_windows)
+    params = {**params, "train_vqvae": section}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    measured = run_measured("train_vqvae", stage_command("train_vqvae"), workdir)
+    windows, arrays = {}, {}
+    for phase, copies in (("stage1", 1), ("stage2", 2)):  # phase 2's array also had a root-velocity copy
+        cut = section[phase]
+        windows[phase] = sum(
+            tokenize_windows(workdir, section["train_splits"], cut["window"], cut["stride"]).values()
+        )
+        arrays[phase] = round(copies * windows[phase] * cut["window"] * 72 * 4 / 2**20, 1)
+    return {
+        **measured,
+        "steps_per_phase": steps,
+        "eval_windows": eval_windows,
+        "training_windows": windows,
+        "all_windows_as_arrays_mib": arrays,  # what the stage no longer builds
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
 
 
-def run(workdir: Path, fraction: float, threads: int | None, tokenize: bool, tokenize_limit: int) -> dict:
+def run(
+    workdir: Path,
+    fraction: float,
+    threads: int | None,
+    tokenize: bool,
+    tokenize_limit: int,
+    vqvae_steps: int = 0,
+    eval_windows: int = 32,
+) -> dict:
     """Every measurement as a JSON-ready dict."""
     params = write_project(workdir, fraction, threads, tokenize)
     stages: dict[str, dict] = {}
@@ -278,6 +325,10 @@ def run(workdir: Path, fraction: float, threads: int | None, tokenize: bool, tok
         results["tokenize"] = run_tokenize(workdir, params, tokenize_limit)
         row = results["tokenize"]
         print(f"{'tokenize (paper)':<16}{row['seconds']:>9.1f} s{row['peak_rss_mib']:>9.0f} MiB", flush=True)
+    if vqvae_steps:
+        results["train_vqvae"] = run_train_vqvae(workdir, params, vqvae_steps, eval_windows)
+        row = results["train_vqvae"]
+        print(f"{'train_vqvae':<16}{row['seconds']:>9.1f} s{row['peak_rss_mib']:>9.0f} MiB", flush=True)
     return results
 
 
@@ -295,12 +346,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--tokenize-limit", type=int, default=0, help="tokenize the first N sequences (0 = all)"
     )
+    parser.add_argument(
+        "--train-vqvae-steps", type=int, default=0, help="also train the paper's VQ-VAE N steps per phase"
+    )
+    parser.add_argument(
+        "--eval-windows", type=int, default=32, help="held-out windows of that run's validation"
+    )
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error(f"--fraction: expected a value in (0, 1], got {args.fraction}")
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as folder:
         workdir = args.workdir or Path(folder)
-        results = run(workdir.resolve(), args.fraction, args.threads, args.tokenize, args.tokenize_limit)
+        results = run(
+            workdir.resolve(),
+            args.fraction,
+            args.threads,
+            args.tokenize,
+            args.tokenize_limit,
+            args.train_vqvae_steps,
+            args.eval_windows,
+        )
     print(f"{'total':<16}{results['total_seconds']:>9.1f} s{results['max_peak_rss_mib']:>9.0f} MiB (max)")
     from danceba.atomic import write_text_atomic
 

@@ -21,10 +21,12 @@ def test_tiny_fraction_reports_every_stage_with_time_and_memory(tmp_path: Path) 
     out = tmp_path / "scale.json"
     project = tmp_path / "project"
     args = ["--fraction", "0.01", "--tokenize", "--tokenize-limit", "2", "--workdir", str(project)]
+    args += ["--train-vqvae-steps", "1", "--eval-windows", "2"]
     bench_scale.main([*args, "--out", str(out)])
     results = json.loads(out.read_text(encoding="utf-8"))
     assert list(results["stages"]) == list(bench_scale.STAGES)
-    for stage, row in [*results["stages"].items(), ("tokenize", results["tokenize"])]:
+    measured = [("tokenize", results["tokenize"]), ("train_vqvae", results["train_vqvae"])]
+    for stage, row in [*results["stages"].items(), *measured]:
         assert row["seconds"] > 0 and row["cpu_seconds"] > 0 and row["peak_rss_mib"] > 0, stage
     assert results["total_seconds"] == pytest.approx(sum(r["seconds"] for r in results["stages"].values()))
     assert results["max_peak_rss_mib"] == max(r["peak_rss_mib"] for r in results["stages"].values())
@@ -44,6 +46,13 @@ def test_tiny_fraction_reports_every_stage_with_time_and_memory(tmp_path: Path) 
     assert tokenize["extrapolated_seconds_all"] >= tokenize["seconds"]
     # the project's own index is back after the limited run
     assert (project / "data" / "sequences.parquet").is_file()
+
+    vqvae = results["train_vqvae"]  # the paper's VQ-VAE, one step per phase, on the cut-on-demand windows
+    stage1 = json.loads((project / "reports" / "train_vqvae" / "stage1.json").read_text(encoding="utf-8"))
+    assert stage1["steps"] == 1 and (project / "data" / "models" / "vqvae.pt").is_file()
+    windows, arrays = vqvae["training_windows"], vqvae["all_windows_as_arrays_mib"]
+    assert 0 < windows["stage1"] < windows["stage2"]  # stride 40, then 8
+    assert arrays["stage2"] == pytest.approx(2 * windows["stage2"] * 240 * 72 * 4 / 2**20, abs=0.1)
 
 
 def test_fraction_scales_the_counts_of_the_scale_config() -> None:
