@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,36 @@ def test_experiment_runs_from_any_directory_and_replaces_its_name(tiny, swept, t
     seed_1 = [line.split()[0] for line in refs if line.endswith("/seed-1")]
     assert seed_1 == [rev]  # the old seed-1 experiment was replaced, not duplicated
     assert "seed: 0" in (root / "params.yaml").read_text() and not (tmp_path / "params.yaml").exists()
+
+
+def test_the_experiment_clone_holds_the_workspace_as_it_is(tmp_path):
+    """What ``dvc exp run --temp`` would stash: HEAD, the uncommitted edits (a deletion too) and the
+    untracked files; not the ignored ones. Its DVC cache is the project's."""
+    (tmp_path / "project").mkdir()
+    root = make_project(
+        tmp_path / "project", {"kept.txt": "committed\n", "gone.txt": "x\n", "p.yaml": "a: 1\n"}
+    )
+    (root / "p.yaml").write_text("a: 2\n")
+    (root / "gone.txt").unlink()
+    (root / "new").mkdir()
+    (root / "new" / "file.bin").write_bytes(bytes(range(256)))
+    (root / "reports").mkdir()
+    (root / "reports" / "ignored.json").write_text("{}")
+    clone = tmp_path / "scratch" / "clone"
+    clone.parent.mkdir()
+    dvc_experiment.clone_workspace(root, clone)
+    dvc_experiment.share_dvc_cache(root, clone)
+    assert (clone / "p.yaml").read_text() == "a: 2\n" and (clone / "kept.txt").read_text() == "committed\n"
+    assert not (clone / "gone.txt").exists() and (clone / "new" / "file.bin").read_bytes() == bytes(
+        range(256)
+    )
+    assert not (clone / "reports").exists()
+    cache = subprocess.run(
+        [sys.executable, "-m", "dvc", "cache", "dir"], cwd=clone, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(cache) == root / ".dvc" / "cache"
+    assert subprocess.run(
+        ["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout == (
+        subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    )
