@@ -41,30 +41,28 @@ from pathlib import Path
 from typing import Any
 
 from danceba.atomic import write_text_atomic
+from pipelines.commands import CommandFailed, dvc_command, git_output
 
 CALLER_PYTHONPATH = "DANCEBA_CALLER_PYTHONPATH"
 CLONE_PREFIX = "danceba-exp-"
 
 
-class ExperimentFailed(RuntimeError):
-    """A git or DVC command of the experiment exited non-zero (its output is above)."""
+def _dvc(cwd: Path, *args: str, capture: bool = False) -> str:
+    """``dvc <args>`` in ``cwd``: its stdout when ``capture``, else its output passed through to ours.
 
-
-def _run(label: str, args: Sequence[str], cwd: Path, capture: bool = False) -> str:
-    """Run ``args`` (called ``label`` in errors) in ``cwd``; stdout when ``capture``, else its output passed through to ours.
-
-    A non-zero exit raises :class:`ExperimentFailed` with the command's last ``ERROR`` line (DVC's
-    "failed to reproduce 'train': ..."), or its last line of stderr when captured.
+    A non-zero exit raises :class:`~pipelines.commands.CommandFailed` with DVC's last ``ERROR`` line
+    ("failed to reproduce 'train': ..."), or its last line of stderr when captured.
     """
+    command = dvc_command(*args)
     if capture:
-        done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
         output, last = done.stdout, (done.stderr.strip().splitlines() or [""])[-1]
     else:
-        done, last = _pass_through(args, cwd)
+        done, last = _pass_through(command, cwd)
         output = ""
     if done.returncode != 0:
         said = f": {last.removeprefix('ERROR: ')}" if last else ""
-        raise ExperimentFailed(f"{label} exited {done.returncode}{said}")
+        raise CommandFailed(f"dvc {' '.join(args[:2])} exited {done.returncode}{said}")
     return output
 
 
@@ -83,23 +81,17 @@ def _pass_through(args: Sequence[str], cwd: Path) -> tuple[subprocess.CompletedP
     return subprocess.CompletedProcess(args, process.returncode), last_error
 
 
-def _git(cwd: Path, *args: str, capture: bool = True) -> str:
-    return _run(f"git {args[0]}", ["git", *args], cwd, capture)
-
-
-def _dvc(cwd: Path, *args: str, capture: bool = False) -> str:
-    return _run(f"dvc {' '.join(args[:2])}", [sys.executable, "-m", "dvc", *args], cwd, capture)
-
-
 def clone_workspace(project_root: Path, clone: Path) -> None:
     """``clone``: the project's ``HEAD`` with the workspace's uncommitted, not ignored changes applied."""
-    head = _git(project_root, "rev-parse", "HEAD").strip()
-    _git(clone.parent, "clone", "--quiet", "--local", "--no-checkout", str(project_root), str(clone))
-    _git(clone, "checkout", "--quiet", "--detach", head)
-    diff = _git(project_root, "diff", "HEAD", "--binary")
+    head = git_output(project_root, "rev-parse", "HEAD").strip()
+    git_output(clone.parent, "clone", "--quiet", "--local", "--no-checkout", str(project_root), str(clone))
+    git_output(clone, "checkout", "--quiet", "--detach", head)
+    diff = git_output(project_root, "diff", "HEAD", "--binary")
     if diff:
-        subprocess.run(["git", "apply", "--binary", "-"], cwd=clone, input=diff, text=True, check=True)
-    untracked = _git(project_root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
+        patch = clone.parent / "workspace.diff"
+        patch.write_text(diff, encoding="utf-8")
+        git_output(clone, "apply", "--binary", str(patch))
+    untracked = git_output(project_root, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
     for relative in filter(None, untracked):
         target = clone / relative
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +111,7 @@ def experiment_rev(clone: Path, name: str) -> str:
     """The commit of the clone's one experiment, ``name`` (a fresh clone has no other)."""
     revs = _dvc(clone, "exp", "list", "--sha-only", capture=True).split()
     if len(revs) != 1:
-        raise ExperimentFailed(f"experiment {name}: the clone lists {len(revs)} experiments, expected 1")
+        raise CommandFailed(f"experiment {name}: the clone lists {len(revs)} experiments, expected 1")
     return revs[0]
 
 
@@ -214,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = run_experiment(args.project.resolve(), args.name, args.overrides, args.metrics, extra)
-    except (DvcException, ExperimentFailed, FileNotFoundError, ValueError) as error:
+    except (DvcException, CommandFailed, FileNotFoundError, ValueError) as error:
         cause = f" ({error.__cause__})" if error.__cause__ else ""
         print(f"ERROR: experiment {args.name}: {error}{cause}", file=sys.stderr)
         return 1
