@@ -10,6 +10,7 @@ velocity (both start at the origin).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,7 +40,6 @@ from danceba.train.export import load_export, save_export
 from danceba.train.history import DvcOutputs
 from danceba.train.loop import OnLog, TrainResult, train
 from danceba.train.seeding import seed_everything
-from danceba.train.train_config import TrainConfig
 from danceba.trainers.configs import TrainVQVAEConfig, VQVAEPhaseConfig
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,33 @@ class VQVAEResult:
     metrics: dict[str, Any]
 
 
-def _phase_train_config(phase: VQVAEPhaseConfig) -> TrainConfig:
-    return replace(phase.train, best_metric=BEST_METRIC, best_mode="min")
+def _train_phase(
+    name: str,
+    model: torch.nn.Module,
+    windows: MotionWindows,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]],
+    run_dir: Path,
+    reports: Path,
+    config: TrainVQVAEConfig,
+    on_log: OnLog | None,
+    lineage: dict[str, Any] | None,
+) -> TrainResult:
+    """One phase (``stage1`` / ``stage2``) on the generic loop: its run folder ``run_dir / name``, its
+    reports ``<reports>/<name>.json`` and ``<reports>/plots/<name>``, its log keys prefixed ``<name>/``."""
+    phase: VQVAEPhaseConfig = getattr(config, name)
+    return train(
+        model,
+        vqvae_loss_fn,
+        windows,
+        replace(phase.train, best_metric=BEST_METRIC, best_mode="min"),
+        phase.optim,
+        run_dir / name,
+        evaluate,
+        on_log=_prefixed(on_log, f"{name}/"),
+        lineage=lineage,
+        run_config={"model": to_plain_config(config.model)},
+        outputs=DvcOutputs(reports / f"{name}.json", reports / "plots" / name),
+    )
 
 
 def train_vqvae(
@@ -125,37 +150,20 @@ def train_vqvae(
     seed_everything(config.stage1.train.seed, config.stage1.train.deterministic)  # initial weights
     model1 = SepVQVAE(config.model)
     log.info("SepVQVAE: %d parameters; %d training windows", count_parameters(model1), len(windows1))
-    result1 = train(
-        model1,
-        vqvae_loss_fn,
-        windows1,
-        _phase_train_config(config.stage1),
-        config.stage1.optim,
-        run_dir / "stage1",
-        mpjpe_evaluator(zero_root(held_out(eval1, config.max_eval_windows)), root_is_velocity=False),
-        on_log=_prefixed(on_log, "stage1/"),
-        lineage=lineage,
-        run_config={"model": to_plain_config(config.model)},
-        outputs=DvcOutputs(reports / "stage1.json", reports / "plots" / "stage1"),
+    phase = functools.partial(
+        _train_phase, run_dir=run_dir, reports=reports, config=config, on_log=on_log, lineage=lineage
     )
+    evaluate1 = mpjpe_evaluator(zero_root(held_out(eval1, config.max_eval_windows)), root_is_velocity=False)
+    result1 = phase("stage1", model1, windows1, evaluate1)
 
     seed_everything(config.stage2.train.seed, config.stage2.train.deterministic)  # root decoder's init
     model2 = SepVQVAER(config.model)
     model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
     windows2 = MotionWindows(train_joints, config.stage2.window, config.stage2.stride, root_velocity=True)
-    result2 = train(
-        model2,
-        vqvae_loss_fn,
-        windows2,
-        _phase_train_config(config.stage2),
-        config.stage2.optim,
-        run_dir / "stage2",
-        mpjpe_evaluator(with_root_velocity(held_out(eval1, config.max_eval_windows)), root_is_velocity=True),
-        on_log=_prefixed(on_log, "stage2/"),
-        lineage=lineage,
-        run_config={"model": to_plain_config(config.model)},
-        outputs=DvcOutputs(reports / "stage2.json", reports / "plots" / "stage2"),
+    evaluate2 = mpjpe_evaluator(
+        with_root_velocity(held_out(eval1, config.max_eval_windows)), root_is_velocity=True
     )
+    result2 = phase("stage2", model2, windows2, evaluate2)
     model2.load_state_dict(_best_weights(run_dir / "stage2"))
     metrics = {
         "parameters": count_parameters(model2),
