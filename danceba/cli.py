@@ -4,7 +4,7 @@
 
     danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
                      [--seed N] [--temperature T] [--top-k K] [--greedy] [--repeat-penalty P] [--genre gBR]
-                     [--tokens T.parquet]
+                     [--genre-guidance W] [--tokens T.parquet]
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
     danceba lineage RUN_ID [--project-root DIR]
@@ -155,12 +155,21 @@ def run_generate(args: argparse.Namespace) -> int:
         decode = "exact"
     mode = "greedy" if args.greedy else "sample"
     sampling = SamplingConfig(
-        mode, args.temperature, args.top_k, args.seed, decode, args.repeat_penalty, args.precision
+        mode=mode,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        decode=decode,
+        repeat_penalty=args.repeat_penalty,
+        precision=args.precision,
+        genre_guidance=args.genre_guidance,
     )
     first = _first_codes(args, gpt.config.vocab_up)
     songs = match_music_width(songs, gpt.config.n_music)
     _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, {args.precision}, seed {args.seed}")
     genre = _conditioned_genre(args.genre, gpt.config.genre_conditioning)
+    if args.genre_guidance > 0 and genre is None:
+        _note("note: --genre-guidance needs a genre-conditioned GPT and a --genre; dancing without it")
     dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first, genre), sampling, args.batch_size)
 
     for path in write_dances(args.out, songs, dances, args.format):
@@ -431,6 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--genre",
         help="genre to dance, e.g. gBR: conditions a genre-conditioned GPT (default: any genre) and picks "
         "the first codes (default: the most common genre's)",
+    )
+    gen.add_argument(
+        "--genre-guidance",
+        type=_non_negative_float,
+        default=sampler.genre_guidance,
+        help="classifier-free guidance towards --genre (a genre-conditioned GPT): logits cond + W (cond - "
+        "any genre)" + default,
     )
     gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")
     gen.add_argument("--batch-size", type=_positive_int, default=16, help="songs per batch" + default)

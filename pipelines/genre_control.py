@@ -28,6 +28,7 @@ from danceba.generation.dances import genre_first_codes
 from danceba.genre_classifier import accuracy, fit_genre_classifier
 from danceba.genre_control import genre_requests, measure_genre_control
 from danceba.genres import sequence_genre
+from danceba.nested import to_plain_config
 from danceba.trainers.gpt import load_gpt
 from danceba.trainers.vqvae import load_vqvae
 from pipelines.generate import test_songs
@@ -91,6 +92,8 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         "the piece's own ground-truth first codes; the conditioned GPT also reads the genre. "
         "Cells: mean ± std [95 % Student-t interval] over models (seeds).",
         "",
+        "Decoding: " + ", ".join(f"{k} {v}" for k, v in report["sampling"].items()) + ".",
+        "",
     ]
     header = ["group", "models", *(heading for _, heading in MEASURES)]
     rows = [
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace, params: Params) -> dict[str, Any]:
         "classifier": card,
         "pieces": len(songs),
         "requests_per_model": len(requests["genre"]),
+        "sampling": to_plain_config(sampling),
     }
     for group, kind, start in GROUPS:
         results = {}

@@ -211,6 +211,16 @@ def test_generate_first_codes_from_a_tokens_table(models, songs, tmp_path: Path)
     assert not (tmp_path / "x").exists()
 
 
+def test_genre_guidance_of_an_unconditioned_gpt_says_so_and_changes_nothing(models, songs, tmp_path, capsys):
+    assert generate(models, [songs["wav"]], tmp_path / "plain", "--format", "npz", "--greedy") == 0
+    capsys.readouterr()
+    guided = ("--format", "npz", "--greedy", "--genre-guidance", "3")
+    assert generate(models, [songs["wav"]], tmp_path / "guided", *guided) == 0
+    assert "--genre-guidance needs a genre-conditioned GPT" in capsys.readouterr().err
+    load = lambda name: np.load(tmp_path / name / "beat.npz")["joints"]  # noqa: E731
+    np.testing.assert_array_equal(load("plain"), load("guided"))
+
+
 def test_generate_mp4_has_the_song_as_sound_and_its_duration(models, songs, tmp_path: Path) -> None:
     out = tmp_path / "video"
     assert generate(models, [songs["short_mp4"]], out, "--format", "mp4") == 0
@@ -280,6 +290,8 @@ def test_generate_usage_errors(models, songs, tmp_path, capsys) -> None:
     assert generate(models, [songs["wav"]], tmp_path / "o", "--temperature", "0") == 2
     assert generate(models, [songs["wav"]], tmp_path / "o", "--repeat-penalty", "-1") == 2
     assert "finite number >= 0" in capsys.readouterr().err
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--genre-guidance", "-1") == 2
+    assert "--genre-guidance" in capsys.readouterr().err
     assert generate(models, [songs["wav"], songs["wav"]], tmp_path / "o") == 2  # same output name twice
     assert "same output name" in capsys.readouterr().err
     assert files_under(tmp_path / "o") == []

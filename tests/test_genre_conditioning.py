@@ -116,3 +116,69 @@ def test_windows_carry_their_genre_and_the_loss_reads_it_only_when_conditioned()
     swapped = {**batch, "genre": torch.tensor([5, 0, 5, 0])}
     other, _ = gpt_loss(0.0, (VOCAB, VOCAB))(conditioned, swapped)
     assert loss.item() != other.item()  # the genre reaches the loss
+
+
+def guided_by_hand(model, music, up, down, genre, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided greedy sampler written out: at each step the official forward twice (the genre, then
+    "any"), top-1 of cond + scale * (cond - any)."""
+    anyone = torch.full_like(genre, ANY_GENRE)
+    up, down = up.clone(), down.clone()
+    with torch.no_grad():
+        for k in range(music.shape[1]):
+            cond = model(up, down, music[:, : k + 1], genre=genre)
+            free = model(up, down, music[:, : k + 1], genre=anyone)
+            picks = [
+                (c[:, -1] + scale * (c[:, -1] - f[:, -1])).argmax(-1, keepdim=True)
+                for c, f in zip(cond[:2], free[:2], strict=True)
+            ]
+            up, down = torch.cat([up, picks[0]], 1), torch.cat([down, picks[1]], 1)
+    return up, down
+
+
+@pytest.mark.parametrize("decode", ["exact", "cached"])
+def test_genre_guidance_chooses_from_cond_plus_scale_times_cond_minus_any(decode: str) -> None:
+    model = conditioned_model()
+    music, up, down = song()
+    genre = torch.tensor([0, 5, 3])
+    expected = guided_by_hand(model, music, up, down, genre, 3.0)
+    guided = generate_codes(
+        model, music, up, down, sampling=SamplingConfig(decode=decode, genre_guidance=3.0), genre=genre
+    )
+    assert torch.equal(guided[0], expected[0]) and torch.equal(guided[1], expected[1])
+    plain = generate_codes(model, music, up, down, sampling=SamplingConfig(decode=decode), genre=genre)
+    assert not torch.equal(plain[0], guided[0])  # the guidance changed the dance
+    assert torch.equal(plain[0], guided_by_hand(model, music, up, down, genre, 0.0)[0])  # 0: no guidance
+
+
+def test_genre_guidance_leaves_any_genre_and_padded_songs_as_they_are() -> None:
+    model = conditioned_model()
+    music, up, down = song()
+    guide = SamplingConfig(genre_guidance=3.0)
+    anyone = torch.full((3,), ANY_GENRE)
+    assert torch.equal(
+        generate_codes(model, music, up, down, sampling=guide, genre=anyone)[0],
+        generate_codes(model, music, up, down, genre=anyone)[0],
+    )
+    assert torch.equal(
+        generate_codes(model, music, up, down, sampling=guide)[0], generate_codes(model, music, up, down)[0]
+    )  # no genre asked: nothing to guide towards
+    genre, lengths = torch.tensor([0, 5, 3]), [4, 7, 2]
+    batched = generate_codes(model, music, up, down, lengths, guide, genre=genre)
+    for i, n in enumerate(lengths):
+        alone = generate_codes(
+            model,
+            music[i : i + 1, :n],
+            up[i : i + 1],
+            down[i : i + 1],
+            sampling=guide,
+            genre=genre[i : i + 1],
+        )
+        assert torch.equal(batched[0][i, : n + 1], alone[0][0]) and torch.equal(
+            batched[1][i, : n + 1], alone[1][0]
+        )
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_genre_guidance_must_be_a_finite_number_at_least_zero(bad: float) -> None:
+    with pytest.raises(ValueError, match="genre_guidance"):
+        SamplingConfig(genre_guidance=bad)

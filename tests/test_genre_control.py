@@ -89,6 +89,7 @@ def test_confusion_speed_and_summary() -> None:
         },
         "pieces": 2,
         "requests_per_model": 4,
+        "sampling": {"mode": "greedy", "genre_guidance": 2.0},
         "seconds": 3.0,
         "conditioned": {"models": results, "summary": summary},
         "unconditioned": {"models": {}, "summary": {}},
@@ -96,3 +97,4 @@ def test_confusion_speed_and_summary() -> None:
     text = format_markdown(report)
     assert "**100%** right on the 6 held-out ones; chance 50%" in text
     assert "| conditioned | 2 | 0.7000 ± 0.1414 [" in text and "| unconditioned |" not in text
+    assert "Decoding: mode greedy, genre_guidance 2.0." in text

@@ -34,6 +34,9 @@ class SamplingConfig:
     reference, keeps the logits). Greedy decoding of the embedded model repeated the previous code at
     71 % of steps against 50 % in the dances it learnt from, and the dancer froze.
     decode: ``exact`` (re-run the window at every step) or ``cached`` (incremental; see module docstring).
+    genre_guidance: classifier-free guidance towards the requested genre (a genre-conditioned GPT asked
+    for one; see :mod:`danceba.generation.sampler`): the logits are ``cond + w * (cond - any genre)``;
+    0 (the default) reads the genre once, without guidance. Ignored for an unconditioned GPT or "any".
     precision: ``float32`` (the reference) or ``bfloat16``: the Linear layers compute with bfloat16 weights
     (:mod:`danceba.models.low_precision`; about 2x faster at batch 1 on CPU, and other codes wherever two
     logits were closer than the rounding).
@@ -46,6 +49,7 @@ class SamplingConfig:
     decode: Literal["exact", "cached"] = "exact"
     repeat_penalty: NonNegativeFloat = 0.0
     precision: Precision = "float32"
+    genre_guidance: NonNegativeFloat = 0.0
 
     def __post_init__(self) -> None:
         check_annotations(self)

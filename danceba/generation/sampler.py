@@ -37,6 +37,12 @@ Hence ``cached == exact`` (up to floating-point summation order) exactly when th
 Batches of songs of different lengths: pad the music to the longest and pass ``lengths``; each song only
 ever sees its own frames ``<= k`` at step k, so its valid codes are those it would get alone. Codes past
 ``lengths[i] + 1`` are set to :data:`PAD_CODE`; :func:`trim_codes` cuts them off.
+
+Genre guidance (``SamplingConfig.genre_guidance`` = w > 0, a genre-conditioned GPT asked for a genre):
+classifier-free guidance. Every song runs twice in one batch, once with its requested genre and once
+with "any genre" (the label the model learnt from ``train_gpt.genre_dropout``), on the same code history;
+each step chooses from ``cond + w * (cond - any)`` (logits), so the requested genre's evidence counts
+``1 + w`` times. w = 0 is the conditional model alone (one pass).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from danceba.generation.config import SamplingConfig
+from danceba.genres import ANY_GENRE
 from danceba.models.gpt import CrossCondGPT
 from danceba.models.incremental import IncrementalDecoder
 from danceba.models.low_precision import bfloat16_weights
@@ -117,9 +124,15 @@ def _decode(
     progress: Callable[[int], None] | None,
     genre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    batch, length = music.shape[:2]
-    up = first_up.new_zeros(batch, length + 1)
-    down = first_down.new_zeros(batch, length + 1)
+    batch = music.shape[0]
+    guided = sampling.genre_guidance > 0 and genre is not None
+    if guided:  # rows batch.. : the same songs and history with "any genre"
+        music, first_up, first_down = (torch.cat([t, t]) for t in (music, first_up, first_down))
+        genre = torch.cat([genre, torch.full_like(genre, ANY_GENRE)])
+    copies = music.shape[0] // batch if batch else 1
+    length = music.shape[1]
+    up = first_up.new_zeros(music.shape[0], length + 1)
+    down = first_down.new_zeros(music.shape[0], length + 1)
     up[:, :1], down[:, :1] = first_up, first_down
     window = context_window(model)
     if sampling.decode == "exact":
@@ -131,11 +144,22 @@ def _decode(
         generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
     for k in range(steps):
         logits_up, logits_down = logits_at(k)
-        up[:, k + 1] = select_codes(penalise_repeat(logits_up, up[:, k], sampling), sampling, generator)
-        down[:, k + 1] = select_codes(penalise_repeat(logits_down, down[:, k], sampling), sampling, generator)
+        if guided:
+            logits_up = guide_towards_genre(logits_up, sampling.genre_guidance)
+            logits_down = guide_towards_genre(logits_down, sampling.genre_guidance)
+        up_k = select_codes(penalise_repeat(logits_up, up[:batch, k], sampling), sampling, generator)
+        down_k = select_codes(penalise_repeat(logits_down, down[:batch, k], sampling), sampling, generator)
+        up[:, k + 1], down[:, k + 1] = up_k.repeat(copies), down_k.repeat(copies)
         if progress is not None:
             progress(k + 1)
-    return up, down
+    return up[:batch], down[:batch]
+
+
+def guide_towards_genre(logits: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance: logits (2B, V), rows ``:B`` read the requested genres and rows ``B:``
+    "any genre" -> (B, V) ``cond + scale * (cond - any)``."""
+    conditioned, unconditioned = logits.chunk(2)
+    return conditioned + scale * (conditioned - unconditioned)
 
 
 def _exact_logits(
