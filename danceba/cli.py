@@ -4,7 +4,7 @@
 
     danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
                      [--seed N] [--temperature T] [--top-k K] [--greedy] [--repeat-penalty P] [--genre gBR]
-                     [--genre-guidance W] [--tokens T.parquet]
+                     [--genre-guidance W] [--music-guidance W] [--tokens T.parquet]
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
     danceba lineage RUN_ID [--project-root DIR]
@@ -163,6 +163,7 @@ def run_generate(args: argparse.Namespace) -> int:
         repeat_penalty=args.repeat_penalty,
         precision=args.precision,
         genre_guidance=args.genre_guidance,
+        music_guidance=args.music_guidance,
     )
     first = _first_codes(args, gpt.config.vocab_up)
     songs = match_music_width(songs, gpt.config.n_music)
@@ -447,6 +448,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=sampler.genre_guidance,
         help="classifier-free guidance towards --genre (a genre-conditioned GPT): logits cond + W (cond - "
         "any genre)" + default,
+    )
+    gen.add_argument(
+        "--music-guidance",
+        type=_non_negative_float,
+        default=sampler.music_guidance,
+        help="classifier-free guidance towards the music: logits cond + W (cond - the training mean music)"
+        + default,
     )
     gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")
     gen.add_argument("--batch-size", type=_positive_int, default=16, help="songs per batch" + default)

@@ -10,7 +10,7 @@ import torch
 
 from danceba.data.windows import TokenWindows
 from danceba.generation.config import SamplingConfig
-from danceba.generation.sampler import generate_codes
+from danceba.generation.sampler import generate_codes, null_music
 from danceba.genres import ANY_GENRE, GENRE_CODES, N_GENRE_LABELS, genre_label, sequence_genre
 from danceba.models.gpt import build_gpt
 from danceba.trainers.gpt import batch_genre, drop_genre, gpt_loss, sham_music_windows
@@ -118,19 +118,20 @@ def test_windows_carry_their_genre_and_the_loss_reads_it_only_when_conditioned()
     assert loss.item() != other.item()  # the genre reaches the loss
 
 
-def guided_by_hand(model, music, up, down, genre, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The guided greedy sampler written out: at each step the official forward twice (the genre, then
-    "any"), top-1 of cond + scale * (cond - any)."""
-    anyone = torch.full_like(genre, ANY_GENRE)
+def guided_by_hand(model, music, up, down, genre, contrasts) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guided greedy sampler written out: at each step the official forward with the song's inputs
+    and with each contrast's (scale, music, genre), top-1 of cond + sum scale * (cond - contrast)."""
     up, down = up.clone(), down.clone()
     with torch.no_grad():
         for k in range(music.shape[1]):
             cond = model(up, down, music[:, : k + 1], genre=genre)
-            free = model(up, down, music[:, : k + 1], genre=anyone)
-            picks = [
-                (c[:, -1] + scale * (c[:, -1] - f[:, -1])).argmax(-1, keepdim=True)
-                for c, f in zip(cond[:2], free[:2], strict=True)
-            ]
+            picks = []
+            for stream in range(2):
+                logits = cond[stream][:, -1]
+                for scale, other_music, other_genre in contrasts:
+                    free = model(up, down, other_music[:, : k + 1], genre=other_genre)[stream][:, -1]
+                    logits = logits + scale * (cond[stream][:, -1] - free)
+                picks.append(logits.argmax(-1, keepdim=True))
             up, down = torch.cat([up, picks[0]], 1), torch.cat([down, picks[1]], 1)
     return up, down
 
@@ -140,14 +141,43 @@ def test_genre_guidance_chooses_from_cond_plus_scale_times_cond_minus_any(decode
     model = conditioned_model()
     music, up, down = song()
     genre = torch.tensor([0, 5, 3])
-    expected = guided_by_hand(model, music, up, down, genre, 3.0)
+    expected = guided_by_hand(model, music, up, down, genre, [(3.0, music, torch.full((3,), ANY_GENRE))])
     guided = generate_codes(
         model, music, up, down, sampling=SamplingConfig(decode=decode, genre_guidance=3.0), genre=genre
     )
     assert torch.equal(guided[0], expected[0]) and torch.equal(guided[1], expected[1])
     plain = generate_codes(model, music, up, down, sampling=SamplingConfig(decode=decode), genre=genre)
     assert not torch.equal(plain[0], guided[0])  # the guidance changed the dance
-    assert torch.equal(plain[0], guided_by_hand(model, music, up, down, genre, 0.0)[0])  # 0: no guidance
+    assert torch.equal(plain[0], guided_by_hand(model, music, up, down, genre, [])[0])  # 0: no guidance
+
+
+@pytest.mark.parametrize("decode", ["exact", "cached"])
+def test_music_and_genre_guidance_add_up_against_the_mean_music(decode: str) -> None:
+    model = conditioned_model()
+    music, up, down = song()
+    genre = torch.tensor([0, 5, 3])
+    anyone = torch.full((3,), ANY_GENRE)
+    mean_music = torch.zeros_like(music)  # TINY_GPT has no music_norm
+    sampling = SamplingConfig(decode=decode, genre_guidance=1.5, music_guidance=2.0)
+    guided = generate_codes(model, music, up, down, sampling=sampling, genre=genre)
+    expected = guided_by_hand(model, music, up, down, genre, [(1.5, music, anyone), (2.0, mean_music, genre)])
+    assert torch.equal(guided[0], expected[0]) and torch.equal(guided[1], expected[1])
+    loud = SamplingConfig(decode=decode, music_guidance=1e7)  # at init the music moves logits by ~1e-6
+    music_only = generate_codes(model, music, up, down, sampling=loud)
+    by_hand = guided_by_hand(model, music, up, down, None, [(1e7, mean_music, None)])
+    assert torch.equal(music_only[0], by_hand[0]) and torch.equal(music_only[1], by_hand[1])
+    plain = generate_codes(model, music, up, down, sampling=SamplingConfig(decode=decode))
+    assert not torch.equal(music_only[0], plain[0])  # the guidance changed the dance
+
+
+def test_the_mean_music_of_a_normalising_gpt_is_its_training_mean() -> None:
+    model = build_gpt(dataclasses.replace(TINY_GPT, music_norm=True)).eval()
+    mean = torch.arange(N_MUSIC, dtype=torch.float32)
+    model.gpt_base.set_music_statistics(mean, torch.full((N_MUSIC,), 2.0))
+    music = torch.randn(2, 5, N_MUSIC)
+    null = null_music(model, music)
+    assert null.shape == music.shape and torch.equal(null[1, 3], mean)
+    assert torch.equal(model.gpt_base.normalise_music(null), torch.zeros_like(music))
 
 
 def test_genre_guidance_leaves_any_genre_and_padded_songs_as_they_are() -> None:
@@ -182,3 +212,5 @@ def test_genre_guidance_leaves_any_genre_and_padded_songs_as_they_are() -> None:
 def test_genre_guidance_must_be_a_finite_number_at_least_zero(bad: float) -> None:
     with pytest.raises(ValueError, match="genre_guidance"):
         SamplingConfig(genre_guidance=bad)
+    with pytest.raises(ValueError, match="music_guidance"):
+        SamplingConfig(music_guidance=bad)

@@ -38,11 +38,15 @@ Batches of songs of different lengths: pad the music to the longest and pass ``l
 ever sees its own frames ``<= k`` at step k, so its valid codes are those it would get alone. Codes past
 ``lengths[i] + 1`` are set to :data:`PAD_CODE`; :func:`trim_codes` cuts them off.
 
-Genre guidance (``SamplingConfig.genre_guidance`` = w > 0, a genre-conditioned GPT asked for a genre):
-classifier-free guidance. Every song runs twice in one batch, once with its requested genre and once
-with "any genre" (the label the model learnt from ``train_gpt.genre_dropout``), on the same code history;
-each step chooses from ``cond + w * (cond - any)`` (logits), so the requested genre's evidence counts
-``1 + w`` times. w = 0 is the conditional model alone (one pass).
+Guidance (classifier-free; both 0 by default, the reference): every song also runs as contrast rows of
+the same batch, on the same code history, and each step chooses from
+``cond + sum_i w_i * (cond - contrast_i)`` (logits), so the evidence of what the contrast lacks counts
+``1 + w_i`` times:
+
+* ``genre_guidance``: the contrast reads "any genre" (the label learnt from ``train_gpt.genre_dropout``);
+  a genre-conditioned GPT asked for a genre only.
+* ``music_guidance``: the contrast hears the training split's mean music (:func:`null_music`: zeros after
+  the model's normalisation; zeros for a model without ``music_norm``), a song without rhythm or timbre.
 """
 
 from __future__ import annotations
@@ -124,13 +128,11 @@ def _decode(
     progress: Callable[[int], None] | None,
     genre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    batch = music.shape[0]
-    guided = sampling.genre_guidance > 0 and genre is not None
-    if guided:  # rows batch.. : the same songs and history with "any genre"
-        music, first_up, first_down = (torch.cat([t, t]) for t in (music, first_up, first_down))
-        genre = torch.cat([genre, torch.full_like(genre, ANY_GENRE)])
-    copies = music.shape[0] // batch if batch else 1
-    length = music.shape[1]
+    batch, length = music.shape[:2]
+    music, first_up, first_down, genre, scales = _with_contrast_rows(
+        model, music, first_up, first_down, genre, sampling
+    )
+    copies = len(scales) + 1
     up = first_up.new_zeros(music.shape[0], length + 1)
     down = first_down.new_zeros(music.shape[0], length + 1)
     up[:, :1], down[:, :1] = first_up, first_down
@@ -144,9 +146,8 @@ def _decode(
         generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
     for k in range(steps):
         logits_up, logits_down = logits_at(k)
-        if guided:
-            logits_up = guide_towards_genre(logits_up, sampling.genre_guidance)
-            logits_down = guide_towards_genre(logits_down, sampling.genre_guidance)
+        if scales:
+            logits_up, logits_down = guided_logits(logits_up, scales), guided_logits(logits_down, scales)
         up_k = select_codes(penalise_repeat(logits_up, up[:batch, k], sampling), sampling, generator)
         down_k = select_codes(penalise_repeat(logits_down, down[:batch, k], sampling), sampling, generator)
         up[:, k + 1], down[:, k + 1] = up_k.repeat(copies), down_k.repeat(copies)
@@ -155,11 +156,47 @@ def _decode(
     return up[:batch], down[:batch]
 
 
-def guide_towards_genre(logits: Tensor, scale: float) -> Tensor:
-    """Classifier-free guidance: logits (2B, V), rows ``:B`` read the requested genres and rows ``B:``
-    "any genre" -> (B, V) ``cond + scale * (cond - any)``."""
-    conditioned, unconditioned = logits.chunk(2)
-    return conditioned + scale * (conditioned - unconditioned)
+def guided_logits(logits: Tensor, scales: Sequence[float]) -> Tensor:
+    """logits ((1 + n) B, V): the conditioned rows, then one block of B contrast rows per scale (n of them)
+    -> (B, V) ``cond + sum_i scales[i] * (cond - contrast_i)``."""
+    conditioned, *contrasts = logits.chunk(len(scales) + 1)
+    guided = conditioned
+    for scale, contrast in zip(scales, contrasts, strict=True):
+        guided = guided + scale * (conditioned - contrast)
+    return guided
+
+
+def null_music(model: CrossCondGPT, music: Tensor) -> Tensor:
+    """The music-guidance contrast of music (B, L, n_music): the training split's mean music repeated,
+    i.e. zeros once the model normalises it (zeros when the model has no ``music_norm``)."""
+    base = model.gpt_base
+    if not model.config.music_norm:
+        return torch.zeros_like(music)
+    return base.music_mean.to(music.dtype).expand_as(music).clone()
+
+
+def _with_contrast_rows(
+    model: CrossCondGPT,
+    music: Tensor,
+    first_up: Tensor,
+    first_down: Tensor,
+    genre: Tensor | None,
+    sampling: SamplingConfig,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, list[float]]:
+    """The batch with the guidance's contrast rows appended (module docstring) and their scales."""
+    blocks, scales = [(music, genre)], []
+    if sampling.genre_guidance > 0 and genre is not None:
+        blocks.append((music, torch.full_like(genre, ANY_GENRE)))
+        scales.append(sampling.genre_guidance)
+    if sampling.music_guidance > 0:
+        blocks.append((null_music(model, music), genre))
+        scales.append(sampling.music_guidance)
+    if not scales:
+        return music, first_up, first_down, genre, scales
+    copies = len(blocks)
+    music = torch.cat([m for m, _ in blocks])
+    genre = None if genre is None else torch.cat([g for _, g in blocks])
+    return music, first_up.repeat(copies, 1), first_down.repeat(copies, 1), genre, scales
 
 
 def _exact_logits(
