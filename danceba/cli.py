@@ -4,7 +4,7 @@
 
     danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
                      [--seed N] [--temperature T] [--top-k K] [--greedy] [--repeat-penalty P] [--genre gBR]
-                     [--genre-guidance W] [--music-guidance W] [--tokens T.parquet]
+                     [--genre-guidance W] [--genre-guidance-steps N] [--music-guidance W] [--tokens T.parquet]
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
     danceba lineage RUN_ID [--project-root DIR]
@@ -93,6 +93,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _first_codes(args: argparse.Namespace, vocab: int) -> tuple[int, int]:
     from danceba.generation.user_songs import first_codes
 
@@ -163,6 +170,7 @@ def run_generate(args: argparse.Namespace) -> int:
         repeat_penalty=args.repeat_penalty,
         precision=args.precision,
         genre_guidance=args.genre_guidance,
+        genre_guidance_steps=args.genre_guidance_steps,
         music_guidance=args.music_guidance,
     )
     first = _first_codes(args, gpt.config.vocab_up)
@@ -448,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=sampler.genre_guidance,
         help="classifier-free guidance towards --genre (a genre-conditioned GPT): logits cond + W (cond - "
         "any genre)" + default,
+    )
+    gen.add_argument(
+        "--genre-guidance-steps",
+        type=_non_negative_int,
+        default=sampler.genre_guidance_steps,
+        help="guide only the first N codes (0: every code)" + default,
     )
     gen.add_argument(
         "--music-guidance",

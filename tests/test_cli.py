@@ -294,6 +294,8 @@ def test_generate_usage_errors(models, songs, tmp_path, capsys) -> None:
     assert "--genre-guidance" in capsys.readouterr().err
     assert generate(models, [songs["wav"]], tmp_path / "o", "--music-guidance", "nan") == 2
     assert "--music-guidance" in capsys.readouterr().err
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--genre-guidance-steps", "-2") == 2
+    assert "integer >= 0" in capsys.readouterr().err
     assert generate(models, [songs["wav"], songs["wav"]], tmp_path / "o") == 2  # same output name twice
     assert "same output name" in capsys.readouterr().err
     assert files_under(tmp_path / "o") == []

@@ -120,7 +120,8 @@ def test_windows_carry_their_genre_and_the_loss_reads_it_only_when_conditioned()
 
 def guided_by_hand(model, music, up, down, genre, contrasts) -> tuple[torch.Tensor, torch.Tensor]:
     """The guided greedy sampler written out: at each step the official forward with the song's inputs
-    and with each contrast's (scale, music, genre), top-1 of cond + sum scale * (cond - contrast)."""
+    and with each contrast's (scale, music, genre[, until step]), top-1 of cond + sum scale * (cond -
+    contrast)."""
     up, down = up.clone(), down.clone()
     with torch.no_grad():
         for k in range(music.shape[1]):
@@ -128,7 +129,9 @@ def guided_by_hand(model, music, up, down, genre, contrasts) -> tuple[torch.Tens
             picks = []
             for stream in range(2):
                 logits = cond[stream][:, -1]
-                for scale, other_music, other_genre in contrasts:
+                for scale, other_music, other_genre, *until in contrasts:
+                    if until and k >= until[0]:
+                        continue
                     free = model(up, down, other_music[:, : k + 1], genre=other_genre)[stream][:, -1]
                     logits = logits + scale * (cond[stream][:, -1] - free)
                 picks.append(logits.argmax(-1, keepdim=True))
@@ -178,6 +181,23 @@ def test_the_mean_music_of_a_normalising_gpt_is_its_training_mean() -> None:
     null = null_music(model, music)
     assert null.shape == music.shape and torch.equal(null[1, 3], mean)
     assert torch.equal(model.gpt_base.normalise_music(null), torch.zeros_like(music))
+
+
+@pytest.mark.parametrize("decode", ["exact", "cached"])
+def test_genre_guidance_steps_guide_only_the_opening_codes(decode: str) -> None:
+    model = conditioned_model()
+    music, up, down = song()
+    genre, anyone = torch.tensor([0, 5, 3]), torch.full((3,), ANY_GENRE)
+    sampling = SamplingConfig(decode=decode, genre_guidance=3.0, genre_guidance_steps=2)
+    opening = generate_codes(model, music, up, down, sampling=sampling, genre=genre)
+    expected = guided_by_hand(model, music, up, down, genre, [(3.0, music, anyone, 2)])
+    assert torch.equal(opening[0], expected[0]) and torch.equal(opening[1], expected[1])
+    always = generate_codes(model, music, up, down, sampling=replace_steps(sampling, 0), genre=genre)
+    assert torch.equal(opening[0][:, :3], always[0][:, :3]) and not torch.equal(opening[0], always[0])
+
+
+def replace_steps(sampling: SamplingConfig, steps: int) -> SamplingConfig:
+    return dataclasses.replace(sampling, genre_guidance_steps=steps)
 
 
 def test_genre_guidance_leaves_any_genre_and_padded_songs_as_they_are() -> None:

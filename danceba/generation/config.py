@@ -37,6 +37,7 @@ class SamplingConfig:
     genre_guidance: classifier-free guidance towards the requested genre (a genre-conditioned GPT asked
     for one; see :mod:`danceba.generation.sampler`): the logits are ``cond + w * (cond - any genre)``;
     0 (the default) reads the genre once, without guidance. Ignored for an unconditioned GPT or "any".
+    genre_guidance_steps: guide only the first N steps (codes), 0 = every step.
     music_guidance: classifier-free guidance towards the music: ``cond + w * (cond - mean music)`` (the
     training split's mean music, a song without rhythm); 0 (the default, the reference) hears it once.
     precision: ``float32`` (the reference) or ``bfloat16``: the Linear layers compute with bfloat16 weights
@@ -52,6 +53,7 @@ class SamplingConfig:
     repeat_penalty: NonNegativeFloat = 0.0
     precision: Precision = "float32"
     genre_guidance: NonNegativeFloat = 0.0
+    genre_guidance_steps: NonNegativeInt = 0
     music_guidance: NonNegativeFloat = 0.0
 
     def __post_init__(self) -> None:

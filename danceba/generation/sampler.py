@@ -44,7 +44,8 @@ the same batch, on the same code history, and each step chooses from
 ``1 + w_i`` times:
 
 * ``genre_guidance``: the contrast reads "any genre" (the label learnt from ``train_gpt.genre_dropout``);
-  a genre-conditioned GPT asked for a genre only.
+  a genre-conditioned GPT asked for a genre only; on the first ``genre_guidance_steps`` steps only when
+  that is > 0 (the style is set by the opening codes, the rest of the dance then follows the music).
 * ``music_guidance``: the contrast hears the training split's mean music (:func:`null_music`: zeros after
   the model's normalisation; zeros for a model without ``music_norm``), a song without rhythm or timbre.
 """
@@ -129,10 +130,10 @@ def _decode(
     genre: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     batch, length = music.shape[:2]
-    music, first_up, first_down, genre, scales = _with_contrast_rows(
+    music, first_up, first_down, genre, contrasts = _with_contrast_rows(
         model, music, first_up, first_down, genre, sampling
     )
-    copies = len(scales) + 1
+    copies = len(contrasts) + 1
     up = first_up.new_zeros(music.shape[0], length + 1)
     down = first_down.new_zeros(music.shape[0], length + 1)
     up[:, :1], down[:, :1] = first_up, first_down
@@ -146,7 +147,8 @@ def _decode(
         generator = torch.Generator(device=music.device).manual_seed(sampling.seed)
     for k in range(steps):
         logits_up, logits_down = logits_at(k)
-        if scales:
+        if contrasts:
+            scales = [guidance_scale(sampling, kind, k) for kind in contrasts]
             logits_up, logits_down = guided_logits(logits_up, scales), guided_logits(logits_down, scales)
         up_k = select_codes(penalise_repeat(logits_up, up[:batch, k], sampling), sampling, generator)
         down_k = select_codes(penalise_repeat(logits_down, down[:batch, k], sampling), sampling, generator)
@@ -166,6 +168,15 @@ def guided_logits(logits: Tensor, scales: Sequence[float]) -> Tensor:
     return guided
 
 
+def guidance_scale(sampling: SamplingConfig, kind: str, step: int) -> float:
+    """The scale of a ``"genre"`` or ``"music"`` contrast at step ``step``: genre guidance acts on the first
+    ``genre_guidance_steps`` steps only (0: on every step)."""
+    if kind == "music":
+        return sampling.music_guidance
+    limit = sampling.genre_guidance_steps
+    return sampling.genre_guidance if limit == 0 or step < limit else 0.0
+
+
 def null_music(model: CrossCondGPT, music: Tensor) -> Tensor:
     """The music-guidance contrast of music (B, L, n_music): the training split's mean music repeated,
     i.e. zeros once the model normalises it (zeros when the model has no ``music_norm``)."""
@@ -182,21 +193,22 @@ def _with_contrast_rows(
     first_down: Tensor,
     genre: Tensor | None,
     sampling: SamplingConfig,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, list[float]]:
-    """The batch with the guidance's contrast rows appended (module docstring) and their scales."""
-    blocks, scales = [(music, genre)], []
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, list[str]]:
+    """The batch with the guidance's contrast rows appended (module docstring) and their kinds
+    (``"genre"``, ``"music"``), in the order of the appended blocks."""
+    blocks, kinds = [(music, genre)], []
     if sampling.genre_guidance > 0 and genre is not None:
         blocks.append((music, torch.full_like(genre, ANY_GENRE)))
-        scales.append(sampling.genre_guidance)
+        kinds.append("genre")
     if sampling.music_guidance > 0:
         blocks.append((null_music(model, music), genre))
-        scales.append(sampling.music_guidance)
-    if not scales:
-        return music, first_up, first_down, genre, scales
+        kinds.append("music")
+    if not kinds:
+        return music, first_up, first_down, genre, kinds
     copies = len(blocks)
     music = torch.cat([m for m, _ in blocks])
     genre = None if genre is None else torch.cat([g for _, g in blocks])
-    return music, first_up.repeat(copies, 1), first_down.repeat(copies, 1), genre, scales
+    return music, first_up.repeat(copies, 1), first_down.repeat(copies, 1), genre, kinds
 
 
 def _exact_logits(
