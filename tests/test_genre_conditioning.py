@@ -192,12 +192,10 @@ def test_genre_guidance_steps_guide_only_the_opening_codes(decode: str) -> None:
     opening = generate_codes(model, music, up, down, sampling=sampling, genre=genre)
     expected = guided_by_hand(model, music, up, down, genre, [(3.0, music, anyone, 2)])
     assert torch.equal(opening[0], expected[0]) and torch.equal(opening[1], expected[1])
-    always = generate_codes(model, music, up, down, sampling=replace_steps(sampling, 0), genre=genre)
+    always = generate_codes(
+        model, music, up, down, sampling=dataclasses.replace(sampling, genre_guidance_steps=0), genre=genre
+    )
     assert torch.equal(opening[0][:, :3], always[0][:, :3]) and not torch.equal(opening[0], always[0])
-
-
-def replace_steps(sampling: SamplingConfig, steps: int) -> SamplingConfig:
-    return dataclasses.replace(sampling, genre_guidance_steps=steps)
 
 
 def test_genre_guidance_leaves_any_genre_and_padded_songs_as_they_are() -> None:
