@@ -3,7 +3,8 @@
 ::
 
     danceba generate SONG [SONG ...] --out DIR [--gpt CKPT] [--vqvae CKPT] [--format npz,bvh,mp4]
-                     [--seed N] [--temperature T] [--top-k K] [--greedy] [--repeat-penalty P] [--genre gBR]
+                     [--params params.yaml] [--seed N] [--temperature T] [--top-k K] [--greedy | --sample]
+                     [--repeat-penalty P] [--genre gBR]
                      [--genre-guidance W] [--genre-guidance-steps N] [--music-guidance W] [--tokens T.parquet]
     danceba evaluate PRED_DIR [--protocol bailando --protocol corrected] [--json OUT.json]
     danceba convert-checkpoint OFFICIAL.pt OUT.pt --stack danceba|bailando [--config-from params.yaml]
@@ -35,6 +36,7 @@ from danceba.nested import file_digest
 DEFAULT_GPT = Path("data/models/gpt.pt")
 DEFAULT_VQVAE = Path("data/models/vqvae.pt")
 DEFAULT_TOKENS = Path("data/tokens.parquet")
+DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_GT_FEATURES = Path("data/gt_features.parquet")
 DEFAULT_MUSIC_60FPS = Path("data/music_features_60fps.parquet")
 EXIT_INPUT_ERROR = 2
@@ -131,6 +133,56 @@ def _conditioned_genre(genre: str | None, conditioned: bool) -> str | None:
     return genre
 
 
+SAMPLER_FLAGS = (
+    "mode",
+    "temperature",
+    "top_k",
+    "seed",
+    "repeat_penalty",
+    "precision",
+    "genre_guidance",
+    "genre_guidance_steps",
+    "music_guidance",
+)  # the SamplingConfig fields a flag may set; unset ones come from the params file
+
+
+def decoding_defaults(params: Path | None) -> tuple[SamplingConfig, str]:
+    """The sampler settings ``generate`` starts from, and where they came from: the ``generate`` section
+    of ``params`` (default: ``./params.yaml`` when it exists, the file that trained the project's
+    models), else the reference sampler's (:class:`SamplingConfig`: greedy top-1). ``decode`` is
+    not taken from the file: the CLI decodes ``cached`` unless told otherwise."""
+    path = params if params is not None else DEFAULT_PARAMS
+    if params is None and not path.is_file():
+        return SamplingConfig(), "the reference sampler"
+    from danceba.config import load_params
+
+    return load_params(path).generate.sampling(), f"{path} (generate)"
+
+
+def sampling_from_args(args: argparse.Namespace, decode: str) -> tuple[SamplingConfig, str]:
+    """:func:`decoding_defaults` with every sampler flag given on the command line put over it."""
+    base, source = decoding_defaults(args.params)
+    given = {name: getattr(args, name) for name in SAMPLER_FLAGS if getattr(args, name) is not None}
+    if given.get("top_k") == 0:
+        given["top_k"] = None  # --top-k 0: every code
+    return replace(base, decode=decode, **given), source
+
+
+def describe_sampling(sampling: SamplingConfig) -> str:
+    """One line, e.g. ``sample top-k 5 T 1.0, repeat penalty 0.5, music guidance 1.0, cached decoding``."""
+    if sampling.mode == "greedy":
+        choice = "greedy"
+    else:
+        top_k = "all codes" if sampling.top_k is None else f"top-k {sampling.top_k}"
+        choice = f"sample {top_k} T {sampling.temperature:g} seed {sampling.seed}"
+    parts = [choice, f"repeat penalty {sampling.repeat_penalty:g}"]
+    if sampling.music_guidance:
+        parts.append(f"music guidance {sampling.music_guidance:g}")
+    if sampling.genre_guidance:
+        parts.append(f"genre guidance {sampling.genre_guidance:g}")
+    return ", ".join([*parts, f"{sampling.decode} decoding", sampling.precision])
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from danceba.generation.dances import generate_dances
     from danceba.generation.user_songs import (
@@ -152,32 +204,19 @@ def run_generate(args: argparse.Namespace) -> int:
         for song in songs:
             if probe_media(song.path)["audio_streams"] < 1:
                 raise UsageError(f"{song.path}: ffmpeg finds no audio stream to put in the video")
+    sampling, source = sampling_from_args(args, args.decode)
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gpt, vqvae = load_models(args.gpt, args.vqvae, device)
-    decode = args.decode
-    if decode == "cached" and gpt.config.stack == "danceba" and gpt.config.pmmm == "single":
+    if sampling.decode == "cached" and gpt.config.stack == "danceba" and gpt.config.pmmm == "single":
         _note("note: pmmm='single' supports only exact decoding; using --decode exact")
-        decode = "exact"
-    mode = "greedy" if args.greedy else "sample"
-    sampling = SamplingConfig(
-        mode=mode,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
-        decode=decode,
-        repeat_penalty=args.repeat_penalty,
-        precision=args.precision,
-        genre_guidance=args.genre_guidance,
-        genre_guidance_steps=args.genre_guidance_steps,
-        music_guidance=args.music_guidance,
-    )
+        sampling = replace(sampling, decode="exact")
     first = _first_codes(args, gpt.config.vocab_up)
     songs = match_music_width(songs, gpt.config.n_music)
-    _note(f"{len(songs)} song(s) on {device}: {mode}, {decode} decoding, {args.precision}, seed {args.seed}")
+    _note(f"{len(songs)} song(s) on {device}: {describe_sampling(sampling)} (defaults: {source})")
     genre = _conditioned_genre(args.genre, gpt.config.genre_conditioning)
-    if args.genre_guidance > 0 and genre is None:
+    if sampling.genre_guidance > 0 and genre is None:
         _note("note: --genre-guidance needs a genre-conditioned GPT and a --genre; dancing without it")
     dances = generate_dances(gpt, vqvae, to_generation_songs(songs, first, genre), sampling, args.batch_size)
 
@@ -414,36 +453,50 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--gpt", "--checkpoint", type=Path, default=DEFAULT_GPT, help="GPT export" + default)
     gen.add_argument("--vqvae", type=Path, default=DEFAULT_VQVAE, help="VQ-VAE export" + default)
     gen.add_argument("--format", type=_formats, default=("npz", "bvh"), help="npz,bvh,mp4 (default: npz,bvh)")
-    sampler = SamplingConfig()  # the defaults of the sampler's knobs, written once
-    gen.add_argument("--seed", type=int, default=sampler.seed, help="sampling seed" + default)
     gen.add_argument(
-        "--temperature",
-        type=_positive_float,
-        default=sampler.temperature,
-        help="softmax temperature" + default,
+        "--params",
+        type=Path,
+        default=None,
+        help="the sampler's defaults are this file's generate section (default: ./params.yaml when it "
+        "exists, else the official sampler: greedy top-1); the flags below override them",
     )
+    from_params = " (default: from --params)"
+    gen.add_argument("--seed", type=int, help="sampling seed" + from_params)
+    gen.add_argument("--temperature", type=_positive_float, help="softmax temperature" + from_params)
     gen.add_argument(
-        "--top-k", type=_positive_int, default=sampler.top_k, help="sample among the K likeliest codes"
+        "--top-k", type=_non_negative_int, help="sample among the K likeliest codes, 0: all" + from_params
     )
-    gen.add_argument("--greedy", action="store_true", help="top-1 codes, as the official sampler")
+    mode = gen.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--greedy",
+        dest="mode",
+        action="store_const",
+        const="greedy",
+        help="top-1 codes, as the official sampler",
+    )
+    mode.add_argument(
+        "--sample",
+        dest="mode",
+        action="store_const",
+        const="sample",
+        help="draw the codes (default: from --params)",
+    )
     gen.add_argument(
         "--repeat-penalty",
         type=_non_negative_float,
-        default=sampler.repeat_penalty,
-        help="nats off the logit of the previous code, against a dancer that freezes" + default,
+        help="nats off the logit of the previous code, against a dancer that freezes" + from_params,
     )
     gen.add_argument(
         "--decode",
         choices=("cached", "exact"),
-        default="cached",  # the stage and SamplingConfig decode exact (the reference); cached is ~5x faster
+        default="cached",  # not from --params: the stage decodes exact (the reference); cached is ~5x faster
         help="decoder; exact is the official sampler and what the evaluated stage runs" + default,
     )
     gen.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default=sampler.precision,
         help="weights of the GPT's matrix products: bfloat16 is about 2x faster on CPU and changes some "
-        "codes (bench/bench_decode_agreement.py)" + default,
+        "codes (bench/bench_decode_agreement.py)" + from_params,
     )
     gen.add_argument(
         "--genre",
@@ -453,22 +506,19 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--genre-guidance",
         type=_non_negative_float,
-        default=sampler.genre_guidance,
         help="classifier-free guidance towards --genre (a genre-conditioned GPT): logits cond + W (cond - "
-        "any genre)" + default,
+        "any genre)" + from_params,
     )
     gen.add_argument(
         "--genre-guidance-steps",
         type=_non_negative_int,
-        default=sampler.genre_guidance_steps,
-        help="guide only the first N codes (0: every code)" + default,
+        help="guide only the first N codes (0: every code)" + from_params,
     )
     gen.add_argument(
         "--music-guidance",
         type=_non_negative_float,
-        default=sampler.music_guidance,
         help="classifier-free guidance towards the music: logits cond + W (cond - the training mean music)"
-        + default,
+        + from_params,
     )
     gen.add_argument("--tokens", type=Path, default=None, help=f"tokens table (default: {DEFAULT_TOKENS})")
     gen.add_argument("--batch-size", type=_positive_int, default=16, help="songs per batch" + default)

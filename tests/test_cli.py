@@ -14,15 +14,18 @@ import pyarrow as pa
 import pytest
 import soundfile
 import torch
+import yaml
 from easydict import EasyDict
 
 from danceba import tables
-from danceba.cli import main
+from danceba.cli import build_parser, main, sampling_from_args
+from danceba.config import load_params
 from danceba.evaluation import write_dance, write_gt_features
 from danceba.export.bvh import read_bvh
 from danceba.export.video import probe_media
 from danceba.features.columns import BEAT_COLUMN
 from danceba.features.music import HOP_LENGTH, SAMPLE_RATE_7P5FPS
+from danceba.generation.config import SamplingConfig
 from danceba.lineage import LineageLink, ProducerRun
 from danceba.models.gpt import build_gpt
 from danceba.models.gpt_config import GPTConfig
@@ -180,7 +183,19 @@ def test_generate_is_reproducible_with_a_seed(models, songs, tmp_path: Path) -> 
     def joints(seed: int, name: str) -> np.ndarray:
         out = tmp_path / name
         assert (
-            generate(models, [songs["wav"]], out, "--format", "npz", "--seed", str(seed), "--top-k", "8") == 0
+            generate(
+                models,
+                [songs["wav"]],
+                out,
+                "--format",
+                "npz",
+                "--sample",
+                "--seed",
+                str(seed),
+                "--top-k",
+                "8",
+            )
+            == 0
         )
         return np.load(out / "beat.npz")["joints"]
 
@@ -282,6 +297,83 @@ def test_generate_rolls_back_when_a_later_write_fails(models, songs, tmp_path, m
     assert generate(models, [songs["wav"]], out, "--format", "npz,bvh") == 2
     assert "disk full" in capsys.readouterr().err
     assert files_under(out) == []
+
+
+def parsed_sampling(*flags: str) -> tuple[SamplingConfig, str]:
+    args = build_parser().parse_args(["generate", "song.wav", "--out", "o", *flags])
+    return sampling_from_args(args, args.decode)
+
+
+def project_params(folder: Path, **generate: object) -> Path:
+    """folder/params.yaml: the project's params.yaml with some ``generate`` values replaced."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["generate"].update(generate)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def test_generate_decodes_as_the_params_file_says_and_flags_override_it(tmp_path: Path) -> None:
+    reference, source = parsed_sampling()  # no params.yaml here: the official sampler, decoded cached
+    assert (reference, source) == (SamplingConfig(decode="cached"), "the reference sampler")
+    project_params(tmp_path, mode="sample", top_k=5, repeat_penalty=0.5, music_guidance=1.0, seed=4)
+    stage, source = parsed_sampling()  # ./params.yaml is read when present
+    assert source == "params.yaml (generate)"
+    assert stage == SamplingConfig(
+        mode="sample", top_k=5, repeat_penalty=0.5, music_guidance=1.0, seed=4, decode="cached"
+    )
+    flags = ("--greedy", "--top-k", "0", "--seed", "9", "--music-guidance", "0", "--precision", "bfloat16")
+    overridden, _ = parsed_sampling(*flags, "--decode", "exact", "--genre-guidance", "2")
+    assert overridden == dataclasses.replace(
+        stage,
+        mode="greedy",
+        top_k=None,
+        seed=9,
+        music_guidance=0.0,
+        precision="bfloat16",
+        decode="exact",
+        genre_guidance=2.0,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    project_params(elsewhere, temperature=0.7)
+    named, source = parsed_sampling("--params", str(elsewhere / "params.yaml"))
+    project = load_params(ROOT / "params.yaml").generate.sampling()
+    assert named == dataclasses.replace(project, temperature=0.7, decode="cached")
+    assert source == f"{elsewhere / 'params.yaml'} (generate)"
+
+
+def test_generate_with_params_dances_as_the_same_flags_given_by_hand(models, songs, tmp_path, capsys):
+    project = tmp_path / "project"
+    project.mkdir()
+    params = project_params(project, mode="sample", top_k=3, repeat_penalty=0.5, music_guidance=1.0, seed=2)
+    assert (
+        generate(models, [songs["wav"]], tmp_path / "from_file", "--format", "npz", "--params", str(params))
+        == 0
+    )
+    note = capsys.readouterr().err
+    assert "sample top-k 3 T 1 seed 2, repeat penalty 0.5, music guidance 1, cached decoding, float32" in note
+    assert f"(defaults: {params} (generate))" in note
+    by_hand = ("--sample", "--top-k", "3", "--repeat-penalty", "0.5", "--music-guidance", "1", "--seed", "2")
+    assert generate(models, [songs["wav"]], tmp_path / "by_hand", "--format", "npz", *by_hand) == 0
+    assert "(defaults: the reference sampler)" in capsys.readouterr().err
+    assert generate(models, [songs["wav"]], tmp_path / "reference", "--format", "npz") == 0
+    load = lambda name: np.load(tmp_path / name / "beat.npz")["joints"]  # noqa: E731
+    np.testing.assert_array_equal(load("from_file"), load("by_hand"))
+    assert not np.array_equal(load("from_file"), load("reference"))
+
+
+def test_generate_refuses_a_bad_params_file_and_writes_nothing(models, songs, tmp_path, capsys) -> None:
+    bad = project_params(tmp_path, top_k=0)
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--format", "npz") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"danceba: error: {bad.name}: ") and "top_k" in err[0], err
+    missing = tmp_path / "nowhere.yaml"
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--params", str(missing)) == 2
+    assert f"{missing}: file not found" in capsys.readouterr().err
+    assert generate(models, [songs["wav"]], tmp_path / "o", "--greedy", "--sample") == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert files_under(tmp_path / "o") == []
 
 
 def test_generate_usage_errors(models, songs, tmp_path, capsys) -> None:
