@@ -169,7 +169,7 @@ def sampling_from_args(args: argparse.Namespace, decode: str) -> tuple[SamplingC
 
 
 def describe_sampling(sampling: SamplingConfig) -> str:
-    """One line, e.g. ``sample top-k 5 T 1.0, repeat penalty 0.5, music guidance 1.0, cached decoding``."""
+    """One line, e.g. ``sample top-k 5 T 1 seed 0, repeat penalty 0.5, music guidance 1, cached decoding, float32``."""
     if sampling.mode == "greedy":
         choice = "greedy"
     else:
