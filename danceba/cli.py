@@ -26,7 +26,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from danceba import __version__
@@ -133,17 +133,8 @@ def _conditioned_genre(genre: str | None, conditioned: bool) -> str | None:
     return genre
 
 
-SAMPLER_FLAGS = (
-    "mode",
-    "temperature",
-    "top_k",
-    "seed",
-    "repeat_penalty",
-    "precision",
-    "genre_guidance",
-    "genre_guidance_steps",
-    "music_guidance",
-)  # the SamplingConfig fields a flag may set; unset ones come from the params file
+# Every SamplingConfig field but decode has a flag of that name; an unset one comes from the params file.
+SAMPLER_FLAGS = tuple(f.name for f in fields(SamplingConfig) if f.name != "decode")
 
 
 def decoding_defaults(params: Path | None) -> tuple[SamplingConfig, str]:
