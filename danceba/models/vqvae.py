@@ -8,7 +8,8 @@ window of T frames (T divisible by 8) becomes T/8 codes per half.
 
 Losses follow the reference: stage 1 is ``L1(recon) + commit * commit_loss + vel * L1(dx) + acc * L1(d2x)``
 per half, averaged over the two halves; stage 2 is ``L1(root_vel) + root_acc * L1(d root_vel)`` and trains
-only the root-velocity decoder.
+only the root-velocity decoder. ``root_decoder: body`` replaces that decoder by
+:class:`danceba.models.root_from_body.BodyRootDecoder` (the decoded body in, squared errors).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from danceba.models.root_from_body import BodyRootDecoder, root_velocity_squared_losses
 from danceba.models.vqvae_config import VQVAEConfig
 from danceba.motion.bailando_layout import (
     JOINT_CHANNELS,
@@ -344,12 +346,17 @@ class SepVQVAE(nn.Module):
 
 
 class SepVQVAER(SepVQVAE):
-    """Stage 2: a frozen stage-1 SepVQVAE plus ``root_decoder``, a Decoder with 3 output channels reading the
-    lower half's code vectors and predicting the root velocity. Only ``root_decoder`` is trainable."""
+    """Stage 2: a frozen stage-1 SepVQVAE plus ``root_decoder`` predicting the root velocity: a Decoder with
+    3 output channels reading the lower half's code vectors (``root_decoder: codes``, the reference), or a
+    :class:`BodyRootDecoder` reading the decoded body (``body``). Only ``root_decoder`` is trainable."""
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__(config)
-        self.root_decoder = Decoder(JOINT_CHANNELS, config)
+        self.root_decoder: nn.Module = (
+            BodyRootDecoder(config.root_width)
+            if config.root_decoder == "body"
+            else Decoder(JOINT_CHANNELS, config)
+        )
         for name, param in self.named_parameters():
             param.requires_grad_(name.startswith("root_decoder."))
 
@@ -363,14 +370,22 @@ class SepVQVAER(SepVQVAE):
                 f"unexpected {result.unexpected_keys[:5]}"
             )
 
-    def _root_velocity(self, down_quantised: torch.Tensor) -> torch.Tensor:
-        """(B, T', D) -> (B, T' * hop, 3)."""
+    def _root_velocity(self, down_quantised: torch.Tensor, body72: torch.Tensor) -> torch.Tensor:
+        """Lower-half code vectors (B, T', D) and the decoded body (B, T' * hop, 72) -> (B, T' * hop, 3)."""
+        if isinstance(self.root_decoder, BodyRootDecoder):
+            return self.root_decoder(body72[..., JOINT_CHANNELS:])
         return self.root_decoder(down_quantised.transpose(1, 2)).transpose(1, 2)
+
+    @torch.no_grad()
+    def decoded_body(self, joints72: torch.Tensor) -> torch.Tensor:
+        """(B, T, 72) -> the stage-1 decoders' reconstruction (B, T, 72) of its root-relative body, as the
+        root decoder sees it in training."""
+        return SepVQVAE.decode(self, *self.encode(joints72))
 
     def decode(self, up_codes: torch.Tensor, down_codes: torch.Tensor) -> torch.Tensor:
         """(B, T') codes for each half -> (B, T' * hop, 72) with channels [:3] = predicted root velocity."""
         x72 = super().decode(up_codes, down_codes)
-        root = self._root_velocity(self.vqvae_down.bottleneck.decode(down_codes))
+        root = self._root_velocity(self.vqvae_down.bottleneck.decode(down_codes), x72)
         return torch.cat([root, x72[..., JOINT_CHANNELS:]], dim=-1)
 
     def forward(self, joints72: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -378,15 +393,16 @@ class SepVQVAER(SepVQVAE):
 
         Encoders, codebooks and the stage-1 decoders run without gradient and without EMA updates.
         Returns (recon (B, T, 72) with channels [:3] = predicted root velocity, terms) where
-        ``loss = L1(root_vel) + root_acc * L1(d root_vel)``."""
+        ``loss = L1(root_vel) + root_acc * L1(d root_vel)`` (``root_decoder: body``: squared errors in m/s)."""
         _check_x72(joints72, "joints72")
         with torch.no_grad():
             up, down = split_body(zero_root(joints72))
             _, q_down, _, _ = self.vqvae_down.bottleneck(self.vqvae_down.encode_latent(down), update=False)
             _, q_up, _, _ = self.vqvae_up.bottleneck(self.vqvae_up.encode_latent(up), update=False)
             body = merge_body(self.vqvae_up.decode_quantised(q_up), self.vqvae_down.decode_quantised(q_down))
-        root = self._root_velocity(q_down.detach())
-        terms = root_velocity_losses(root, joints72[..., ROOT_CHANNELS].float())
+        root = self._root_velocity(q_down.detach(), body)
+        losses = root_velocity_squared_losses if self.config.root_decoder == "body" else root_velocity_losses
+        terms = losses(root, joints72[..., ROOT_CHANNELS].float())
         loss = terms["root_velocity"] + self.config.root_acc * terms["root_acceleration"]
         recon = torch.cat([root, body[..., JOINT_CHANNELS:]], dim=-1)
         return recon, {"loss": loss, **{k: v.detach() for k, v in terms.items()}}

@@ -6,6 +6,7 @@ Kept apart from :mod:`danceba.models.vqvae` so that loading ``params.yaml`` impo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from danceba.strict_dataclass import (
     NonNegativeFloat,
@@ -34,7 +35,11 @@ class VQVAEConfig:
     commit: NonNegativeFloat = 0.02
     vel: NonNegativeFloat = 1.0
     acc: NonNegativeFloat = 1.0
-    root_acc: NonNegativeFloat = 1.0  # stage 2: weight of L1 on the root velocity's first difference
+    root_acc: NonNegativeFloat = 1.0  # stage 2: weight of the loss on the root velocity's first difference
+    # stage 2's root-velocity decoder: "codes" (Bailando: a Decoder on the lower half's code vectors, L1
+    # losses) or "body" (danceba.models.root_from_body: a Conv1d stack on the decoded body, squared losses)
+    root_decoder: Literal["codes", "body"] = "codes"
+    root_width: PositiveInt = 128  # "body": channels of its hidden convolutions
 
     def __post_init__(self) -> None:
         check_annotations(self)

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from danceba.data.windows import MotionWindows, load_joints, motion_windows, sequences_in_splits
+from danceba.models.root_from_body import BodyRootDecoder
 from danceba.models.vqvae import SepVQVAE, SepVQVAER, count_parameters, vqvae_loss_fn
 from danceba.models.vqvae_config import VQVAEConfig
 from danceba.motion.bailando_layout import (
+    JOINT_CHANNELS,
     joints_from_bailando_layout,
     mpjpe_mm,
     with_root_velocity,
@@ -45,6 +47,7 @@ from danceba.trainers.configs import TrainVQVAEConfig, VQVAEPhaseConfig
 log = logging.getLogger(__name__)
 
 BEST_METRIC = "mpjpe_mm"
+NORMALISATION_WINDOWS = 512  # training windows whose decoded bodies set a body root decoder's statistics
 
 
 def held_out(windows: np.ndarray, limit: int) -> torch.Tensor:
@@ -160,6 +163,8 @@ def train_vqvae(
     model2 = SepVQVAER(config.model)
     model2.load_stage1_state_dict(_best_weights(run_dir / "stage1"))
     windows2 = MotionWindows(train_joints, config.stage2.window, config.stage2.stride, root_velocity=True)
+    if isinstance(model2.root_decoder, BodyRootDecoder):
+        fit_body_normalisation(model2, windows2)
     evaluate2 = mpjpe_evaluator(
         with_root_velocity(held_out(eval1, config.max_eval_windows)), root_is_velocity=True
     )
@@ -173,6 +178,20 @@ def train_vqvae(
         "stage2_final": result2.final_metrics,
     }
     return VQVAEResult(model2.eval(), result1, result2, metrics)
+
+
+def fit_body_normalisation(
+    model: SepVQVAER, windows: MotionWindows, limit: int = NORMALISATION_WINDOWS
+) -> None:
+    """Set a :class:`BodyRootDecoder`'s statistics from the stage-1 reconstruction of at most ``limit``
+    evenly spaced training windows (the same windows for any number of processes)."""
+    picks = np.linspace(0, len(windows) - 1, min(limit, len(windows))).astype(int)
+    device = next(model.parameters()).device
+    bodies = [
+        model.decoded_body(torch.stack([windows[int(i)] for i in chunk]).to(device))
+        for chunk in np.array_split(picks, -(-len(picks) // 64))
+    ]
+    model.root_decoder.fit_normalisation(torch.cat(bodies)[..., JOINT_CHANNELS:].cpu())
 
 
 def _prefixed(on_log: OnLog | None, prefix: str) -> OnLog | None:
