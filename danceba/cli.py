@@ -36,7 +36,6 @@ from danceba.nested import file_digest
 DEFAULT_GPT = Path("data/models/gpt.pt")
 DEFAULT_VQVAE = Path("data/models/vqvae.pt")
 DEFAULT_TOKENS = Path("data/tokens.parquet")
-DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_GT_FEATURES = Path("data/gt_features.parquet")
 DEFAULT_MUSIC_60FPS = Path("data/music_features_60fps.parquet")
 EXIT_INPUT_ERROR = 2
@@ -142,10 +141,12 @@ def decoding_defaults(params: Path | None) -> tuple[SamplingConfig, str]:
     of ``params`` (default: ``./params.yaml`` when it exists, the file that trained the project's
     models), else the reference sampler's (:class:`SamplingConfig`: greedy top-1). ``decode`` is
     not taken from the file: the CLI decodes ``cached`` unless told otherwise."""
-    path = params if params is not None else DEFAULT_PARAMS
+    from danceba.config import load_params
+    from danceba.configs import PARAMS_FILE
+
+    path = params if params is not None else Path(PARAMS_FILE)
     if params is None and not path.is_file():
         return SamplingConfig(), "the reference sampler"
-    from danceba.config import load_params
 
     return load_params(path).generate.sampling(), f"{path} (generate)"
 

@@ -133,7 +133,7 @@ def _decode(
     music, first_up, first_down, genre, contrasts = _with_contrast_rows(
         model, music, first_up, first_down, genre, sampling
     )
-    copies = len(contrasts) + 1
+    copies = music.shape[0] // batch  # the songs, then one block of contrast rows per contrast
     up = first_up.new_zeros(music.shape[0], length + 1)
     down = first_down.new_zeros(music.shape[0], length + 1)
     up[:, :1], down[:, :1] = first_up, first_down
@@ -180,10 +180,9 @@ def guidance_scale(sampling: SamplingConfig, kind: str, step: int) -> float:
 def null_music(model: CrossCondGPT, music: Tensor) -> Tensor:
     """The music-guidance contrast of music (B, L, n_music): the training split's mean music repeated,
     i.e. zeros once the model normalises it (zeros when the model has no ``music_norm``)."""
-    base = model.gpt_base
     if not model.config.music_norm:
         return torch.zeros_like(music)
-    return base.music_mean.to(music.dtype).expand_as(music).clone()
+    return model.gpt_base.music_mean.to(music.dtype).expand_as(music).clone()
 
 
 def _with_contrast_rows(
