@@ -28,6 +28,17 @@ from pipelines import fetch, joints, music_features  # noqa: E402
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, restored after (``pytestmark = pytest.mark.usefixtures(...)``): tiny
+    convolutions gain nothing from threads, and on a loaded 2-core machine 2 intra-op threads made the
+    VQ-VAE tests ~40x slower (OpenMP barriers under oversubscription)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------------------------
 # The first three stages on a tiny mini dataset, built once per test session
 # ----------------------------------------------------------------------------------------------

@@ -23,12 +23,7 @@ from tests.tiny_models import TINY_VQVAE
 BODY = dataclasses.replace(TINY_VQVAE, root_decoder="body", root_width=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _stepping_joints(frames: int = 480, seed: int = 0) -> np.ndarray:

@@ -25,14 +25,7 @@ from tests.tiny_models import TINY_VQVAE
 TINY = TINY_VQVAE
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions gain nothing from threads, and on a loaded 2-core machine 2 intra-op threads made
-    this file ~40x slower (OpenMP barriers under oversubscription); restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _motion(batch: int = 2, frames: int = 240, seed: int = 0) -> torch.Tensor:
