@@ -12,12 +12,14 @@ import torch
 from danceba.data.windows import MotionWindows
 from danceba.models.root_from_body import (
     BODY_CHANNELS,
+    STD_FLOOR,
     VELOCITY_SCALE,
     BodyRootDecoder,
     root_velocity_squared_losses,
 )
 from danceba.models.vqvae import SepVQVAE, SepVQVAER
 from danceba.motion.bailando_layout import to_bailando_layout, with_root_velocity
+from danceba.trainers.vqvae import fit_body_normalisation
 from tests.tiny_models import TINY_VQVAE
 
 BODY = dataclasses.replace(TINY_VQVAE, root_decoder="body", root_width=32)
@@ -111,3 +113,22 @@ def test_body_decoder_learns_a_travel_that_the_body_implies() -> None:
     assert float(np.corrcoef(predicted.numpy(), truth.numpy())[0, 1]) > 0.99
     assert 0.9 < float(predicted.std() / truth.std()) < 1.1
     assert float(predicted.sum() - truth.sum()) == pytest.approx(0.0, abs=0.05)  # metres of travel
+
+
+def test_fit_body_normalisation_reads_the_decoded_training_windows() -> None:
+    """The stage sets the statistics from the stage-1 reconstruction of evenly spaced training windows
+    (here every window: fewer than the limit), in chunks, equal to fitting them at once."""
+    torch.manual_seed(0)
+    windows = MotionWindows({f"s{k}": _stepping_joints(seed=k) for k in range(2)}, 96, 16, root_velocity=True)
+    model = SepVQVAER(BODY)
+    stage1 = SepVQVAE(BODY)
+    stage1(torch.stack([windows[i] for i in range(len(windows))]))  # initialises the codebooks
+    model.load_stage1_state_dict(stage1.state_dict())
+    fit_body_normalisation(model, windows)
+    body = model.decoded_body(torch.stack([windows[i] for i in range(len(windows))]))[..., 3:]
+    flat = body.reshape(-1, BODY_CHANNELS)
+    assert torch.allclose(model.root_decoder.body_mean, flat.mean(0), atol=1e-5)
+    assert torch.allclose(model.root_decoder.body_std, flat.std(0).clamp_min(STD_FLOOR), atol=1e-5)
+    fit_body_normalisation(model, windows, limit=2)  # the first and the last window only
+    ends = model.decoded_body(torch.stack([windows[0], windows[len(windows) - 1]]))[..., 3:]
+    assert torch.allclose(model.root_decoder.body_mean, ends.reshape(-1, BODY_CHANNELS).mean(0), atol=1e-5)
